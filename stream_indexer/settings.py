@@ -1,0 +1,252 @@
+"""Configuration: every knob of the pipeline, read once at start and validated there.
+
+Environment variables use the prefix `STREAM_INDEXER_` and `__` for nesting
+(`STREAM_INDEXER_KAFKA__BOOTSTRAP_SERVERS`); CLI flags override them. Secrets are
+`SecretStr`, may come from files in `STREAM_INDEXER_SECRETS_DIR`, and are never printed.
+A bad value raises `ConfigError` naming the setting as its environment variable, so an
+operator can fix it without reading code.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from stream_indexer.errors import ConfigError
+
+ENV_PREFIX = "STREAM_INDEXER_"
+MIB = 1024 * 1024
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class KafkaSettings(_Section):
+    """Where events come from and how the consumer group behaves."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "listings.changes"
+    group_id: str = "stream-indexer"
+    client_id: str = "stream-indexer"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
+    fetch_max_records: int = Field(default=5_000, ge=1, description="records per getmany call")
+    fetch_max_bytes: int = Field(default=50 * MIB, ge=1024)
+    max_partition_fetch_bytes: int = Field(default=4 * MIB, ge=1024)
+    commit_interval_ms: int = Field(default=1_000, ge=10)
+    enable_idempotence: bool = Field(
+        default=True, description="idempotent producer for the DLQ topic (off on tansu)"
+    )
+    producer_compression: Literal["gzip", "snappy", "lz4", "zstd"] | None = "lz4"
+
+
+class DlqSettings(_Section):
+    """Where poison records go: the DLQ topic and the Postgres table."""
+
+    topic: str | None = Field(default=None, description="defaults to `<kafka.topic>.dlq`")
+    table: str = "opensearch_indexing_dlq"
+    topic_partitions: int = Field(default=1, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
+    topic_retention_ms: int = Field(default=30 * 24 * 3600 * 1000, ge=-1)
+    max_value_bytes: int = Field(
+        default=1 * MIB, ge=1024, description="records larger than this are refused unread"
+    )
+
+
+class OpenSearchSettings(_Section):
+    """The sink: cluster address, index names and bulk behaviour."""
+
+    hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["http://127.0.0.1:9200"])
+    index: str = Field(default="marketplace_listings", description="alias searches use")
+    physical_index: str | None = Field(default=None, description="defaults to `<index>_v1`")
+    username: str | None = None
+    password: SecretStr | None = None
+    verify_certs: bool = True
+    ca_certs: str | None = None
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    max_in_flight_bulks: int = Field(default=4, ge=1)
+    http_compress: bool = False
+    create_index: bool = Field(default=True, description="create index and alias on start")
+    number_of_shards: int = Field(default=1, ge=1)
+    number_of_replicas: int = Field(default=0, ge=0)
+
+    _split_hosts = field_validator("hosts", mode="before")(_split_csv)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts_have_scheme(cls, hosts: list[str]) -> list[str]:
+        if not hosts:
+            raise ValueError("at least one host is required")
+        for host in hosts:
+            if not host.startswith(("http://", "https://")):
+                raise ValueError(f"{host!r} must start with http:// or https://")
+        return [host.rstrip("/") for host in hosts]
+
+
+class BatchSettings(_Section):
+    """How each partition worker groups records into bulk requests."""
+
+    max_records: int = Field(default=1_000, ge=1)
+    max_bytes: int = Field(default=5 * MIB, ge=1024)
+    linger_ms: int = Field(default=50, ge=0)
+    buffer_max_records: int = Field(
+        default=10_000, ge=1, description="per-partition buffer; full pauses that partition"
+    )
+    buffer_max_bytes: int = Field(default=32 * MIB, ge=1024)
+
+
+class RetrySettings(_Section):
+    """Backoff for transient failures (full jitter) and the per-record attempt budget."""
+
+    initial_backoff_ms: int = Field(default=200, ge=1)
+    multiplier: float = Field(default=2.0, ge=1.0)
+    max_backoff_ms: int = Field(default=30_000, ge=1)
+    max_attempts: int = Field(default=5, ge=1)
+    max_elapsed_s: float = Field(default=300.0, gt=0)
+
+
+class PostgresSettings(_Section):
+    """The DLQ table's database (also the default source for thin events)."""
+
+    dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/postgres")
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=4, ge=1)
+    command_timeout_s: float = Field(default=10.0, gt=0)
+
+
+class SourceSettings(_Section):
+    """Where thin events (index without `data`) load their listing from."""
+
+    dsn: SecretStr | None = Field(default=None, description="defaults to postgres.dsn")
+    table: str = "listings"
+    id_column: str = "id"
+
+    @field_validator("table", "id_column")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        parts = value.split(".")
+        if not all(part.replace("_", "").isalnum() and not part[:1].isdigit() for part in parts):
+            raise ValueError(f"{value!r} is not a plain SQL identifier")
+        return value
+
+
+class MetricsSettings(_Section):
+    """The HTTP server for /metrics, /healthz and /readyz."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=9108, ge=0, le=65535)
+    enabled: bool = True
+
+
+class LogSettings(_Section):
+    """Log level and format (JSON for machines, console for people)."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "console"] = "json"
+
+
+class Settings(BaseSettings):
+    """All settings; build with `load_settings()` to get a `ConfigError` on bad input."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="forbid",
+        secrets_dir=os.environ.get(f"{ENV_PREFIX}SECRETS_DIR") or None,
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    dlq: DlqSettings = Field(default_factory=DlqSettings)
+    opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    source: SourceSettings = Field(default_factory=SourceSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    shutdown_timeout_s: float = Field(default=25.0, gt=0)
+    rebalance_timeout_s: float = Field(default=20.0, gt=0)
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.dlq.topic or f"{self.kafka.topic}.dlq"
+
+    @property
+    def physical_index(self) -> str:
+        return self.opensearch.physical_index or f"{self.opensearch.index}_v1"
+
+    @property
+    def source_dsn(self) -> str:
+        secret = self.source.dsn or self.postgres.dsn
+        return secret.get_secret_value()
+
+
+def env_name(location: tuple[str | int, ...]) -> str:
+    """The environment variable an error location refers to (`kafka.topic` -> KAFKA__TOPIC)."""
+    parts = [str(part).upper() for part in location if not isinstance(part, int)]
+    return ENV_PREFIX + "__".join(parts)
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
+    """Read env (and secret files), apply `overrides` (dotted keys), validate.
+
+    Raises `ConfigError` whose message lists each bad setting by its environment name.
+    """
+    nested: dict[str, Any] = {}
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        head, _, tail = dotted.partition(".")
+        if tail:
+            nested.setdefault(head, {})[tail] = value
+        else:
+            nested[head] = value
+    try:
+        return Settings(**nested)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{env_name(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+def masked_dump(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data, with every secret shown as `**********`."""
+    data = settings.model_dump(mode="json")
+    data["dlq"]["topic"] = settings.dlq_topic
+    data["opensearch"]["physical_index"] = settings.physical_index
+    return data
+
+
+__all__ = [
+    "BatchSettings",
+    "DlqSettings",
+    "KafkaSettings",
+    "LogSettings",
+    "MetricsSettings",
+    "OpenSearchSettings",
+    "PostgresSettings",
+    "RetrySettings",
+    "Settings",
+    "SourceSettings",
+    "load_settings",
+    "masked_dump",
+]
