@@ -1,0 +1,164 @@
+"""Observability: every Prometheus metric the pipeline exports, in one object.
+
+Names under `opensearch_indexing_*` are kept from the system this service replaces, so
+existing dashboards keep working; everything else is `stream_indexer_*`. Counters count
+items (records, documents), never requests. Labels carry only bounded values (topic,
+partition, result, error class, store), never listing ids. Tests pass a fresh
+`CollectorRegistry`; the service uses one registry per process.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+BULK_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
+
+
+class Metrics:
+    """All metrics of one indexer process, registered on `registry`."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        # Legacy names (dashboards of the replaced system depend on them).
+        self.queue_size = Gauge(
+            "opensearch_indexing_queue_size",
+            "Records buffered in partition workers, not yet indexed or dead-lettered.",
+            registry=r,
+        )
+        self.success = Counter(
+            "opensearch_indexing_success",
+            "Records whose outcome is final and good: indexed, deleted or stale-skipped.",
+            registry=r,
+        )
+        self.failure = Counter(
+            "opensearch_indexing_failure",
+            "Records dead-lettered, by error class.",
+            ["error_class"],
+            registry=r,
+        )
+        self.retry = Counter(
+            "opensearch_indexing_retry",
+            "Items re-sent after a transient failure, by error class.",
+            ["error_class"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "opensearch_indexing_latency_seconds",
+            "Time from a record being fetched to its outcome being final.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        # stream_indexer_* metrics.
+        self.items = Counter(
+            "stream_indexer_items",
+            "Items by final result: indexed, deleted, stale, dead_lettered.",
+            ["result"],
+            registry=r,
+        )
+        self.stale_skipped = Counter(
+            "stream_indexer_stale_skipped",
+            "Events skipped because a newer version was already indexed (409) or coalesced.",
+            ["reason"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "stream_indexer_consumer_lag",
+            "High watermark minus committed offset, per partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.oldest_uncommitted_age = Gauge(
+            "stream_indexer_oldest_uncommitted_age_seconds",
+            "Age of the oldest fetched record whose offset is not yet committed.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.freshness = Histogram(
+            "stream_indexer_freshness_seconds",
+            "End-to-end delay: event occurred_at to its document being indexed.",
+            buckets=FRESHNESS_BUCKETS,
+            registry=r,
+        )
+        self.bulk_duration = Histogram(
+            "stream_indexer_bulk_duration_seconds",
+            "Duration of one _bulk request.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.bulk_size = Histogram(
+            "stream_indexer_bulk_size_items",
+            "Actions in one _bulk request.",
+            buckets=BULK_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.bulk_in_flight = Gauge(
+            "stream_indexer_bulk_in_flight",
+            "_bulk requests currently in flight.",
+            registry=r,
+        )
+        self.bulk_item_errors = Counter(
+            "stream_indexer_bulk_item_errors",
+            "Bulk items that failed, by OpenSearch error type.",
+            ["error_type"],
+            registry=r,
+        )
+        self.dlq_writes = Counter(
+            "stream_indexer_dlq_writes",
+            "Dead letters written, by store (postgres, kafka) and error class.",
+            ["store", "error_class"],
+            registry=r,
+        )
+        self.dlq_write_failures = Counter(
+            "stream_indexer_dlq_write_failures",
+            "Failed attempts to write dead letters, by store.",
+            ["store"],
+            registry=r,
+        )
+        self.circuit_state = Gauge(
+            "stream_indexer_circuit_state",
+            "Sink circuit breaker: 0 closed, 1 half-open, 2 open.",
+            registry=r,
+        )
+        self.commits = Counter(
+            "stream_indexer_commits",
+            "Offset commits sent to Kafka.",
+            registry=r,
+        )
+        self.committed_offset = Gauge(
+            "stream_indexer_committed_offset",
+            "Last committed offset per partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.rebalances = Counter(
+            "stream_indexer_rebalances",
+            "Partition assignment changes, by kind (assigned, revoked).",
+            ["kind"],
+            registry=r,
+        )
+        self.assigned_partitions = Gauge(
+            "stream_indexer_assigned_partitions",
+            "Partitions currently assigned to this process.",
+            registry=r,
+        )
+        self.paused_partitions = Gauge(
+            "stream_indexer_paused_partitions",
+            "Partitions paused for back-pressure or an open circuit.",
+            registry=r,
+        )
+        self.records_consumed = Counter(
+            "stream_indexer_records_consumed",
+            "Records fetched from Kafka.",
+            registry=r,
+        )
+        self.build_info = Info(
+            "stream_indexer_build",
+            "Version of the running stream-indexer.",
+            registry=r,
+        )
+
+
+__all__ = ["Metrics"]
