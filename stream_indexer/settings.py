@@ -162,6 +162,28 @@ class LogSettings(_Section):
     format: Literal["json", "console"] = "json"
 
 
+class ProducerSettings(_Section):
+    """The producer library, `produce`, `loadgen` and the outbox relay."""
+
+    acks: Literal["all", "1"] = "all"
+    enable_idempotence: bool = Field(default=True, description="off on the local tansu broker")
+    compression: Literal["gzip", "snappy", "lz4", "zstd"] | None = "lz4"
+    linger_ms: int = Field(default=5, ge=0)
+    max_batch_bytes: int = Field(default=1 * MIB, ge=1024)
+    max_pending: int = Field(default=100_000, ge=1, description="unacknowledged events held")
+    emit_timeout_ms: int = Field(default=100, ge=0, description="longest emit() may block")
+    delivery_timeout_ms: int = Field(default=30_000, ge=100)
+
+
+class OutboxSettings(_Section):
+    """The transactional outbox table and its relay."""
+
+    table: str = "listing_events_outbox"
+    batch_size: int = Field(default=500, ge=1)
+    poll_interval_ms: int = Field(default=200, ge=1)
+    max_backoff_ms: int = Field(default=10_000, ge=1)
+
+
 class Settings(BaseSettings):
     """All settings; build with `load_settings()` to get a `ConfigError` on bad input."""
 
@@ -182,6 +204,8 @@ class Settings(BaseSettings):
     source: SourceSettings = Field(default_factory=SourceSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    producer: ProducerSettings = Field(default_factory=ProducerSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     shutdown_timeout_s: float = Field(default=25.0, gt=0)
     rebalance_timeout_s: float = Field(default=20.0, gt=0)
 
@@ -243,6 +267,8 @@ __all__ = [
     "LogSettings",
     "MetricsSettings",
     "OpenSearchSettings",
+    "OutboxSettings",
+    "ProducerSettings",
     "PostgresSettings",
     "RetrySettings",
     "Settings",
