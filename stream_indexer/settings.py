@@ -44,6 +44,7 @@ class KafkaSettings(_Section):
     sasl_password: SecretStr | None = None
     ssl_cafile: str | None = None
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    isolation_level: Literal["read_committed", "read_uncommitted"] = "read_committed"
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
@@ -107,9 +108,9 @@ class BatchSettings(_Section):
     max_bytes: int = Field(default=5 * MIB, ge=1024)
     linger_ms: int = Field(default=50, ge=0)
     buffer_max_records: int = Field(
-        default=10_000, ge=1, description="per-partition buffer; full pauses that partition"
+        default=2_000, ge=1, description="per-partition buffer; full pauses that partition"
     )
-    buffer_max_bytes: int = Field(default=32 * MIB, ge=1024)
+    buffer_max_bytes: int = Field(default=8 * MIB, ge=1024)
 
 
 class RetrySettings(_Section):

@@ -1,0 +1,71 @@
+"""Hydration: load the listing for thin events (index without `data`) from the source DB.
+
+One query per batch (`WHERE id = ANY($1)`), never one per event. A listing that the source
+no longer has is written as a delete at the event's version: the row is gone, so the
+document must go too. A row that breaks the listing contract is a poison record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+from pydantic import ValidationError
+
+from stream_indexer.errors import SchemaInvalidError, SourceUnavailableError
+from stream_indexer.models import Listing
+from stream_indexer.settings import SourceSettings
+
+#: what `load()` returns per requested id: the listing, None (missing) or the poison error
+Hydrated = Listing | SchemaInvalidError | None
+
+
+class SourceLoader:
+    """Batched reads of listings by id from the source table."""
+
+    def __init__(self, dsn: str, source: SourceSettings, *, pool_max_size: int = 4) -> None:
+        self._dsn = dsn
+        self._pool_max_size = pool_max_size
+        self._pool: asyncpg.Pool | None = None
+        self._query = (
+            f"SELECT {_quote(source.id_column)}::bigint, row_to_json(t)::text "
+            f"FROM {_quote(source.table)} AS t "
+            f"WHERE {_quote(source.id_column)} = ANY($1::bigint[])"
+        )
+
+    async def start(self) -> None:
+        if self._pool is None:
+            try:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn, min_size=0, max_size=self._pool_max_size
+                )
+            except (OSError, asyncpg.PostgresError) as exc:
+                raise SourceUnavailableError(f"source database unreachable: {exc}") from exc
+
+    async def stop(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def load(self, listing_ids: Sequence[int]) -> dict[int, Hydrated]:
+        """Listings by id; ids the source does not have map to None."""
+        await self.start()
+        assert self._pool is not None
+        try:
+            rows = await self._pool.fetch(self._query, list(listing_ids))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise SourceUnavailableError(f"source query failed: {exc}") from exc
+        found: dict[int, Hydrated] = dict.fromkeys(listing_ids)
+        for listing_id, row_json in rows:
+            try:
+                found[listing_id] = Listing.model_validate_json(row_json)
+            except ValidationError as exc:
+                found[listing_id] = SchemaInvalidError(
+                    f"source row for listing {listing_id} is invalid: "
+                    f"{exc.errors(include_url=False)[:3]}"
+                )
+        return found
+
+
+def _quote(identifier: str) -> str:
+    return ".".join('"' + part.replace('"', '""') + '"' for part in identifier.split("."))
