@@ -1,0 +1,150 @@
+"""Producer side, step 1: build and validate an event, then encode it for Kafka.
+
+Every producer path (the library, `produce`, the outbox) goes through here, so an event is
+checked against the same pydantic models the consumer uses before a single byte leaves the
+process. A failure raises `InvalidEventError` naming each bad field, and nothing is sent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from stream_indexer.errors import SchemaInvalidError
+from stream_indexer.models import Listing, ListingEvent
+
+
+class InvalidEventError(SchemaInvalidError):
+    """The event breaks the contract; `fields` names every offending field (dotted path)."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        detail = "; ".join(f"{field}: {msg}" for field, msg in problems)
+        super().__init__(f"invalid listing event: {detail}")
+
+    @property
+    def fields(self) -> list[str]:
+        return [field for field, _ in self.problems]
+
+
+def _problems(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors(include_url=False):
+        path = ".".join(str(part) for part in err["loc"]) or "event"
+        out.append((prefix + path, err["msg"]))
+    return out
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def version_from_datetime(moment: datetime) -> int:
+    """A version that strictly increases with `updated_at`: microseconds since the epoch."""
+    if moment.tzinfo is None:
+        raise ValueError("version_from_datetime needs a timezone-aware datetime")
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def validate_event(event: ListingEvent | Mapping[str, Any]) -> ListingEvent:
+    """Return a validated `ListingEvent`; raise `InvalidEventError` naming the bad fields."""
+    if isinstance(event, ListingEvent):
+        return event
+    try:
+        return ListingEvent.model_validate(event)
+    except ValidationError as exc:
+        raise InvalidEventError(_problems(exc)) from None
+
+
+def validate_json_line(line: bytes | str) -> ListingEvent:
+    """Parse one JSON object and validate it (used by `produce` for JSON Lines input)."""
+    try:
+        raw = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEventError([("event", f"not valid JSON: {exc}")]) from None
+    if not isinstance(raw, dict):
+        raise InvalidEventError([("event", "must be a JSON object")])
+    return validate_event(raw)
+
+
+def index_event(
+    listing: Listing | Mapping[str, Any],
+    version: int,
+    *,
+    occurred_at: datetime | None = None,
+    event_id: uuid.UUID | None = None,
+    thin: bool = False,
+) -> ListingEvent:
+    """An `index` event for `listing`; `thin=True` leaves out the snapshot (consumer loads it).
+
+    For a thin event `listing` may be just `{"id": 42}`.
+    """
+    snapshot: Listing | Mapping[str, Any] | None
+    listing_id: Any
+    if isinstance(listing, Listing):
+        snapshot, listing_id = listing, listing.id
+    elif thin:
+        snapshot, listing_id = None, listing.get("id")  # only the id matters for a thin event
+    else:
+        try:
+            snapshot = Listing.model_validate(listing)
+        except ValidationError as exc:
+            raise InvalidEventError(_problems(exc, prefix="data.")) from None
+        listing_id = snapshot.id
+    return validate_event(
+        {
+            "event_id": event_id or uuid.uuid4(),
+            "action": "index",
+            "listing_id": listing_id,
+            "version": version,
+            "occurred_at": occurred_at or now_utc(),
+            "data": None if thin or snapshot is None else snapshot,
+        }
+    )
+
+
+def delete_event(
+    listing_id: int,
+    version: int,
+    *,
+    occurred_at: datetime | None = None,
+    event_id: uuid.UUID | None = None,
+) -> ListingEvent:
+    """A `delete` event: the listing's document is removed (tombstoned at `version`)."""
+    return validate_event(
+        {
+            "event_id": event_id or uuid.uuid4(),
+            "action": "delete",
+            "listing_id": listing_id,
+            "version": version,
+            "occurred_at": occurred_at or now_utc(),
+        }
+    )
+
+
+def encode_key(listing_id: int) -> bytes:
+    """The record key: the listing id as decimal UTF-8 (so one listing maps to one partition)."""
+    return str(listing_id).encode()
+
+
+def encode_value(event: ListingEvent) -> bytes:
+    """The record value: compact UTF-8 JSON with known fields only and absent fields left out."""
+    return orjson.dumps(event.model_dump(mode="json", exclude_none=True))
+
+
+__all__ = [
+    "InvalidEventError",
+    "delete_event",
+    "encode_key",
+    "encode_value",
+    "index_event",
+    "validate_event",
+    "validate_json_line",
+    "version_from_datetime",
+]
