@@ -25,12 +25,13 @@ from stream_indexer.backoff import Backoff
 from stream_indexer.dlq.table import PostgresDeadLetterTable
 from stream_indexer.dlq.topic import KafkaDeadLetterTopic
 from stream_indexer.dlq.writer import DeadLetterWriter
-from stream_indexer.errors import StreamIndexerError, TransientError
+from stream_indexer.errors import DeadLetterStoreError, StreamIndexerError, TransientError
 from stream_indexer.hydrate import SourceLoader
-from stream_indexer.kafka_clients import consumer_kwargs, producer_kwargs
+from stream_indexer.kafka_clients import connection_kwargs, consumer_kwargs, producer_kwargs
 from stream_indexer.metrics import Metrics
 from stream_indexer.settings import Settings
 from stream_indexer.sink import OpenSearchSink
+from stream_indexer.topics import ensure_topic
 from stream_indexer.worker import PartitionWorker, WorkerContext
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class IndexerService:
         await self._until_ready("opensearch", self.sink.start)
         self._pool = await self._until_ready("postgres", lambda: _create_pool(s))
         self._table = PostgresDeadLetterTable(self._pool, s.dlq.table)
+        await self._until_ready("kafka (dead-letter topic)", self._ensure_dlq_topic)
         self._producer = AIOKafkaProducer(**producer_kwargs(s, purpose="dlq"))
         await self._producer.start()
         writer = DeadLetterWriter(self._table, KafkaDeadLetterTopic(self._producer, s.dlq_topic))
@@ -136,6 +138,24 @@ class IndexerService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), backoff.delay(attempt))
 
+    async def _ensure_dlq_topic(self) -> None:
+        dlq = self.settings.dlq
+        try:
+            await ensure_topic(
+                self.settings.kafka.bootstrap_servers,
+                self.settings.dlq_topic,
+                partitions=dlq.topic_partitions,
+                replication_factor=dlq.topic_replication_factor,
+                config={"retention.ms": str(dlq.topic_retention_ms)},
+                client_kwargs={
+                    k: v
+                    for k, v in connection_kwargs(self.settings.kafka).items()
+                    if k != "bootstrap_servers"
+                },
+            )
+        except KafkaError as exc:
+            raise DeadLetterStoreError(f"cannot create dead-letter topic: {exc}") from exc
+
     async def stop(self) -> None:
         """Stop fetching, drain workers within the shutdown deadline, commit, close clients."""
         if self._stopped:
@@ -179,6 +199,14 @@ class IndexerService:
 
     def request_stop(self) -> None:
         self._stopping.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stopping.is_set()
+
+    def committed_offsets(self) -> dict[TopicPartition, int]:
+        """What this member last committed, per partition it owns."""
+        return dict(self._committed)
 
     async def _close_clients(self) -> None:
         if self._consumer is not None:
