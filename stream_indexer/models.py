@@ -33,9 +33,7 @@ MAX_URL_CHARS = 2_048
 Long = Annotated[int, Field(ge=0, le=MAX_LONG)]
 PositiveLong = Annotated[int, Field(gt=0, le=MAX_LONG)]
 ShortText = Annotated[str, StringConstraints(max_length=MAX_SHORT_TEXT_CHARS)]
-AttributeKey = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_ATTRIBUTE_KEY_CHARS)
-]
+AttributeKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ATTRIBUTE_KEY_CHARS)]
 AttributeValue = (
     Annotated[str, StringConstraints(max_length=MAX_ATTRIBUTE_VALUE_CHARS)]
     | Annotated[int, Field(ge=-MAX_LONG, le=MAX_LONG)]
@@ -43,9 +41,7 @@ AttributeValue = (
     | bool
     | None
 )
-ImageUrl = Annotated[
-    str, StringConstraints(pattern=r"^https?://\S+$", max_length=MAX_URL_CHARS)
-]
+ImageUrl = Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=MAX_URL_CHARS)]
 
 
 class GeoPoint(BaseModel):
@@ -75,7 +71,9 @@ class Listing(BaseModel):
     location: GeoPoint | None = None
     city: ShortText | None = None
     country: ShortText | None = None
-    attributes: Annotated[dict[AttributeKey, AttributeValue], Field(max_length=MAX_ATTRIBUTES)] | None = None
+    attributes: (
+        Annotated[dict[AttributeKey, AttributeValue], Field(max_length=MAX_ATTRIBUTES)] | None
+    ) = None
     images: Annotated[list[ImageUrl], Field(max_length=MAX_IMAGES)] | None = None
     views_count: Long | None = None
     created_at: AwareDatetime | None = None
@@ -100,9 +98,7 @@ class ListingEvent(BaseModel):
     @model_validator(mode="after")
     def _data_matches_listing(self) -> ListingEvent:
         if self.data is not None and self.data.id != self.listing_id:
-            raise ValueError(
-                f"data.id ({self.data.id}) must equal listing_id ({self.listing_id})"
-            )
+            raise ValueError(f"data.id ({self.data.id}) must equal listing_id ({self.listing_id})")
         return self
 
     @property

@@ -122,7 +122,7 @@ class IndexerService:
         while True:
             try:
                 return await connect()
-            except (TransientError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, TransientError, OSError) as exc:
                 attempt += 1
                 log.warning("%s not ready (attempt %d): %s", what, attempt, exc)
             except Exception as exc:
@@ -279,7 +279,9 @@ class IndexerService:
             await asyncio.sleep(interval)
             await self._commit()
 
-    async def _commit(self, tps: list[TopicPartition] | None = None, *, final: bool = False) -> None:
+    async def _commit(
+        self, tps: list[TopicPartition] | None = None, *, final: bool = False
+    ) -> None:
         """Commit each partition's watermark if it moved; log and keep going on failure."""
         consumer = self._consumer
         if consumer is None:

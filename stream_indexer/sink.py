@@ -115,7 +115,9 @@ class OpenSearchSink:
                     body=alias_actions(self.alias, self.physical_index)
                 )
         except (OSConnectionError, TransportError) as exc:
-            raise SinkUnavailableError(f"cannot prepare index {self.physical_index}: {exc}") from exc
+            raise SinkUnavailableError(
+                f"cannot prepare index {self.physical_index}: {exc}"
+            ) from exc
 
     def bulk_timeout(self, items: int) -> float:
         """Request timeout for a bulk of `items`: large batches get proportionally longer."""

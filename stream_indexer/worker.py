@@ -371,7 +371,9 @@ class PartitionWorker:
                         outcome.deleted += 1
                     else:
                         outcome.written += 1
-                    metrics.freshness.observe(max(0.0, now_wall - item.event.occurred_at.timestamp()))
+                    metrics.freshness.observe(
+                        max(0.0, now_wall - item.event.occurred_at.timestamp())
+                    )
                     continue
                 if kind is ItemOutcome.STALE:
                     outcome.stale += 1
@@ -402,7 +404,9 @@ class PartitionWorker:
                 item_rounds += 1
                 await asyncio.sleep(ctx.backoff.delay(item_rounds))
 
-    def _poison(self, write: PendingWrite, error: PoisonRecordError, outcome: _BatchOutcome) -> None:
+    def _poison(
+        self, write: PendingWrite, error: PoisonRecordError, outcome: _BatchOutcome
+    ) -> None:
         item: _Decoded = write.context
         outcome.letters.append(self._letter(item.record, error, attempts=write.attempts))
 
@@ -417,9 +421,7 @@ class PartitionWorker:
                 "error_class": getattr(error, "error_class", type(error).__name__),
             },
         )
-        return dead_letter_for(
-            record, error, attempts=attempts, consumer_group=self._ctx.group_id
-        )
+        return dead_letter_for(record, error, attempts=attempts, consumer_group=self._ctx.group_id)
 
     async def _dead_letter(self, letters: list[DeadLetter]) -> None:
         """Write to both DLQ stores; hold (retry forever) until both have them."""

@@ -67,9 +67,7 @@ async def _dev(args: argparse.Namespace, endpoints: Any) -> int:
             "log.format": "console",
         }
     )
-    await ensure_topic(
-        endpoints.kafka_bootstrap, settings.kafka.topic, partitions=args.partitions
-    )
+    await ensure_topic(endpoints.kafka_bootstrap, settings.kafka.topic, partitions=args.partitions)
     await ensure_topic(
         endpoints.kafka_bootstrap, settings.dlq_topic, partitions=settings.dlq.topic_partitions
     )
@@ -78,7 +76,9 @@ async def _dev(args: argparse.Namespace, endpoints: Any) -> int:
     metrics = Metrics()
     service = IndexerService(settings, metrics)
     install_stop_signals(asyncio.get_running_loop(), service.request_stop)
-    http = ObservabilityServer("127.0.0.1", _free_port(args.metrics_port), metrics.registry, service)
+    http = ObservabilityServer(
+        "127.0.0.1", _free_port(args.metrics_port), metrics.registry, service
+    )
     await http.start()
     metrics_url = f"http://127.0.0.1:{http.port}/metrics"
     print(f"  metrics    {metrics_url}", flush=True)
@@ -110,13 +110,11 @@ async def _dev(args: argparse.Namespace, endpoints: Any) -> int:
     return 0
 
 
-async def _wait_caught_up(
-    service: Any, topic: str, ends: dict[int, int], timeout: float
-) -> bool:
+async def _wait_caught_up(service: Any, topic: str, ends: dict[int, int], wait_s: float) -> bool:
     """Wait until the committed offset of every produced partition reaches its end."""
     from aiokafka import TopicPartition
 
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + wait_s
     targets = {TopicPartition(topic, p): end for p, end in ends.items()}
     while time.monotonic() < deadline:
         committed = service.committed_offsets()
