@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from stream_indexer.errors import ConfigError, StreamIndexerError, TransientError
+from stream_indexer.kafka_clients import connection_kwargs
 from stream_indexer.models import Listing, ListingEvent
 from stream_indexer.producer.events import (
     delete_event,
@@ -32,7 +34,7 @@ from stream_indexer.producer.events import (
     index_event,
     validate_event,
 )
-from stream_indexer.settings import KafkaSettings, Settings
+from stream_indexer.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -79,24 +81,6 @@ class OutboxSink(Protocol):
     ) -> int: ...
 
 
-def kafka_client_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
-    """Connection and security arguments shared by every aiokafka client we build."""
-    kwargs: dict[str, Any] = {
-        "bootstrap_servers": kafka.bootstrap_servers,
-        "security_protocol": kafka.security_protocol,
-    }
-    if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        kwargs["ssl_context"] = create_ssl_context(cafile=kafka.ssl_cafile)
-    if kafka.sasl_mechanism is not None:
-        kwargs["sasl_mechanism"] = kafka.sasl_mechanism
-        kwargs["sasl_plain_username"] = kafka.sasl_username
-        if kafka.sasl_password is not None:
-            kwargs["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
-    return kwargs
-
-
 def build_kafka_producer(
     settings: Settings, *, client_suffix: str = "producer"
 ) -> AIOKafkaProducer:
@@ -106,8 +90,10 @@ def build_kafka_producer(
         raise ConfigError(
             "STREAM_INDEXER_PRODUCER__ACKS: must be 'all' when PRODUCER__ENABLE_IDEMPOTENCE is on"
         )
+    kwargs = connection_kwargs(settings.kafka)
+    kwargs["client_id"] = f"{settings.kafka.client_id}-{client_suffix}"
     return AIOKafkaProducer(
-        client_id=f"{settings.kafka.client_id}-{client_suffix}",
+        **kwargs,
         acks="all" if p.acks == "all" else 1,
         enable_idempotence=p.enable_idempotence,
         compression_type=p.compression,
@@ -115,14 +101,13 @@ def build_kafka_producer(
         max_batch_size=p.max_batch_bytes,
         max_request_size=max(p.max_batch_bytes, 1024 * 1024),
         request_timeout_ms=p.delivery_timeout_ms,
-        **kafka_client_kwargs(settings.kafka),
     )
 
 
 class _Pending:
     """Book-keeping for one buffered event until its result future is settled."""
 
-    __slots__ = ("event_id", "key", "listing_id", "result", "timer", "value", "version")
+    __slots__ = ("event_id", "key", "listing_id", "result", "value", "version")
 
     def __init__(
         self, event: ListingEvent | None, key: bytes, value: bytes,
@@ -134,7 +119,6 @@ class _Pending:
         self.key = key
         self.value = value
         self.result = result
-        self.timer: asyncio.TimerHandle | None = None
 
 
 class ListingEventProducer:
@@ -157,6 +141,8 @@ class ListingEventProducer:
         self._inflight: set[asyncio.Future[DeliveryResult]] = set()
         self._slot_freed = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
+        self._deadlines: deque[tuple[float, _Pending]] = deque()
+        self._watchdog: asyncio.Task[None] | None = None
         self._failures: list[str] = []
         self._state: Literal["new", "running", "stopped"] = "new"
         self.stats = {"kafka": 0, "outbox": 0, "failed": 0, "backpressure": 0}
@@ -171,6 +157,9 @@ class ListingEventProducer:
         await producer.start()
         self._producer = producer
         self._state = "running"
+        self._watchdog = asyncio.get_running_loop().create_task(
+            self._expire_overdue(), name="listing-event-producer-watchdog"
+        )
 
     async def stop(self, timeout_s: float | None = None) -> None:
         """Flush what is buffered (bounded by `timeout_s`), then disconnect. Idempotent."""
@@ -184,6 +173,9 @@ class ListingEventProducer:
         except TimeoutError:
             log.error("producer stop: %d events still unacknowledged", len(self._inflight))
         assert self._producer is not None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
         try:
             await asyncio.wait_for(self._producer.stop(), max(deadline, 1.0))
         except TimeoutError:
@@ -286,7 +278,7 @@ class ListingEventProducer:
             reason = "buffer full" if isinstance(exc, TimeoutError) else repr(exc)
             return await self._reject(pending, reason)
         self._track(result)
-        pending.timer = loop.call_later(self._delivery_timeout, self._expire, pending)
+        self._deadlines.append((loop.time() + self._delivery_timeout, pending))
         kafka_future.add_done_callback(lambda fut: self._on_delivery(fut, pending))
         return result
 
@@ -301,12 +293,11 @@ class ListingEventProducer:
         self._slot_freed.set()
 
     def _on_delivery(self, fut: asyncio.Future[Any], pending: _Pending) -> None:
-        if pending.timer is not None:
-            pending.timer.cancel()
+        error = None if fut.cancelled() else fut.exception()  # retrieve it: we report it
         if pending.result.done():
-            return  # already moved to the outbox after the deadline; Kafka got it too
-        if fut.cancelled() or fut.exception() is not None:
-            reason = "cancelled" if fut.cancelled() else repr(fut.exception())
+            return  # already settled after the deadline (outbox or failure)
+        if fut.cancelled() or error is not None:
+            reason = "cancelled" if fut.cancelled() else repr(error)
             self._spawn_fallback(pending, reason)
             return
         meta = fut.result()
@@ -318,9 +309,22 @@ class ListingEventProducer:
             )
         )
 
-    def _expire(self, pending: _Pending) -> None:
-        if not pending.result.done():
-            self._spawn_fallback(pending, "not acknowledged within delivery_timeout_ms")
+    async def _expire_overdue(self) -> None:
+        """Settle events Kafka has not acknowledged by their deadline (one task, FIFO order).
+
+        aiokafka expires batches itself when idempotence is off, but never when it is on; this
+        makes `delivery_timeout_ms` hold either way. Same timeout for all, so a deque suffices.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            while self._deadlines and (self._deadlines[0][1].result.done()
+                                       or self._deadlines[0][0] <= now):
+                _, pending = self._deadlines.popleft()
+                if not pending.result.done():
+                    self._spawn_fallback(pending, "not acknowledged within delivery_timeout_ms")
+            wait = self._deadlines[0][0] - now if self._deadlines else self._delivery_timeout
+            await asyncio.sleep(min(max(wait, 0.01), 1.0))
 
     def _spawn_fallback(self, pending: _Pending, reason: str) -> None:
         task = asyncio.get_running_loop().create_task(self._settle_by_fallback(pending, reason))
@@ -391,5 +395,4 @@ __all__ = [
     "ProducerClosedError",
     "ProducerDeliveryError",
     "build_kafka_producer",
-    "kafka_client_kwargs",
 ]
