@@ -1,0 +1,79 @@
+"""Session fixtures for the integration tests: the servers, fresh databases, topics, names.
+
+Fixtures are lazy: a test that asks for none of them (all of tests/unit) starts no server.
+Where the servers come from is decided in `support.stack_fixtures` (env vars, Docker or the
+embedded stack).
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.stack_fixtures import TopicFactory, create_database, drop_database, provide_stack
+
+from stream_indexer.devstack import StackEndpoints
+from stream_indexer.topics import ensure_topic
+
+INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything under tests/integration is marked `integration` (select with -m)."""
+    for item in items:
+        if item.path.is_relative_to(INTEGRATION_DIR):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[StackEndpoints]:
+    """Kafka, OpenSearch and Postgres for the whole session."""
+    with provide_stack() as endpoints:
+        yield endpoints
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(stack: StackEndpoints) -> str:
+    return stack.kafka_bootstrap
+
+
+@pytest.fixture(scope="session")
+def opensearch_url(stack: StackEndpoints) -> str:
+    return stack.opensearch_url
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A short unique lowercase name for this test's topics, indices and groups."""
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def pg_dsn(stack: StackEndpoints) -> Iterator[str]:
+    """DSN of a fresh, empty database for this test only, dropped (FORCE) afterwards."""
+    database = f"t{uuid.uuid4().hex[:12]}"
+    dsn = create_database(stack.postgres_dsn, database)
+    try:
+        yield dsn
+    finally:
+        drop_database(stack.postgres_dsn, database)
+
+
+@pytest.fixture
+def topic_factory(kafka_bootstrap: str, unique_name: str) -> TopicFactory:
+    """`await topic_factory(partitions=6, name=None)` creates a topic and returns its name.
+
+    Default names are `<unique_name>-<n>`. Topics are created before any client touches
+    them, since tansu would auto-create unknown ones with 4 partitions.
+    """
+    counter = itertools.count()
+
+    async def create(partitions: int = 6, name: str | None = None) -> str:
+        topic = name or f"{unique_name}-{next(counter)}"
+        await ensure_topic(kafka_bootstrap, topic, partitions=partitions)
+        return topic
+
+    return create

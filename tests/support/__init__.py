@@ -1,0 +1,1 @@
+"""Shared test helpers: where the test servers come from (`stack_fixtures`)."""
