@@ -107,7 +107,7 @@ def build_kafka_producer(
 class _Pending:
     """Book-keeping for one buffered event until its result future is settled."""
 
-    __slots__ = ("event_id", "key", "listing_id", "result", "value", "version")
+    __slots__ = ("event_id", "key", "listing_id", "result", "settling", "value", "version")
 
     def __init__(
         self, event: ListingEvent | None, key: bytes, value: bytes,
@@ -119,6 +119,7 @@ class _Pending:
         self.key = key
         self.value = value
         self.result = result
+        self.settling = False  # a fallback (outbox write) is under way: start no second one
 
 
 class ListingEventProducer:
@@ -327,6 +328,9 @@ class ListingEventProducer:
             await asyncio.sleep(min(max(wait, 0.01), 1.0))
 
     def _spawn_fallback(self, pending: _Pending, reason: str) -> None:
+        if pending.settling:
+            return
+        pending.settling = True
         task = asyncio.get_running_loop().create_task(self._settle_by_fallback(pending, reason))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
