@@ -47,8 +47,8 @@ async def read_topic(bootstrap: str, topic: str, expected: int) -> list[tuple[in
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = sorted(consumer.partitions_for_topic(topic) or await _partitions(consumer, topic))
-        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        partitions = consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
         await consumer.seek_to_beginning()
         records: list[tuple[int, bytes, bytes]] = []
         async with asyncio.timeout(60):
