@@ -240,9 +240,12 @@ async def test_relay_metrics_report_pending_rows_and_age(
     async with OutboxRelay(settings, registry=registry):
         await wait_until_sent(outbox_dsn, 1)
         async with asyncio.timeout(60):
-            while not registry.get_sample_value(
-                "stream_indexer_outbox_failures_total", {"stage": "publish"}
-            ):
+            while True:
+                failures = registry.get_sample_value(
+                    "stream_indexer_outbox_failures_total", {"stage": "publish"}
+                )
+                if failures:
+                    break
                 await asyncio.sleep(0.05)
     assert registry.get_sample_value("stream_indexer_outbox_published_total") == 1
     assert registry.get_sample_value("stream_indexer_outbox_pending_rows") is not None
