@@ -1,0 +1,257 @@
+"""helm/stream-indexer: values and templates checked as text, then rendered where Helm exists."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from stream_indexer.cli import build_parser
+from stream_indexer.settings import MetricsSettings, Settings, load_settings
+
+from . import helm_render
+from .facts import CHART, DASHBOARD_FILE, REPO, RULES_FILE, setting_env_names
+
+TEMPLATES = CHART / "templates"
+ENV_TOKEN = re.compile(r"\bSTREAM_INDEXER_[A-Z0-9_]*[A-Z0-9](?![A-Z0-9_%])")
+
+
+def _values() -> dict[str, Any]:
+    values: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
+    return values
+
+
+def _template(name: str) -> str:
+    return (TEMPLATES / name).read_text(encoding="utf-8")
+
+
+def _config_env(config: dict[str, Any]) -> dict[str, str]:
+    """What templates/_helpers.tpl `stream-indexer.configData` makes of `config`."""
+    env: dict[str, str] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            for field, field_value in value.items():
+                if field_value is not None:
+                    env[f"STREAM_INDEXER_{key.upper()}__{field.upper()}"] = _env_str(field_value)
+        elif value is not None:
+            env[f"STREAM_INDEXER_{key.upper()}"] = _env_str(value)
+    return env
+
+
+def _env_str(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+# --- values.yaml and templates as text (always run) ------------------------------------------
+
+
+def test_values_config_and_secret_env_are_real_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = _values()
+    env = _config_env(values["config"]) | values["secretEnv"]
+    unknown = set(env) - setting_env_names()
+    assert not unknown, f"not settings: {unknown}"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings()
+    assert settings.kafka.topic == values["config"]["kafka"]["topic"]
+
+
+def test_values_match_service_defaults() -> None:
+    values = _values()
+    assert values["config"]["metrics"]["port"] == MetricsSettings().port
+    assert values["config"]["shutdown_timeout_s"] == Settings().shutdown_timeout_s
+    assert values["terminationGraceMarginSeconds"] > 0
+    assert values["replicaCount"] <= values["topicPartitions"]
+    assert values["autoscaling"]["maxReplicas"] <= values["topicPartitions"]
+    assert values["keda"]["maxReplicaCount"] <= values["topicPartitions"]
+    assert values["image"]["tag"] != "latest"
+
+
+def test_every_env_name_in_templates_and_docs_is_a_setting() -> None:
+    known = setting_env_names()
+    sources = [*TEMPLATES.iterdir(), CHART / "README.md", REPO / "docs" / "operations.md"]
+    for path in sources:
+        unknown = set(ENV_TOKEN.findall(path.read_text(encoding="utf-8"))) - known
+        assert not unknown, f"{path.relative_to(REPO)} names {unknown}"
+
+
+def test_the_chart_has_every_required_template() -> None:
+    kinds = " ".join(_template(p.name) for p in TEMPLATES.glob("*.yaml"))
+    for kind in (
+        "Deployment",
+        "ConfigMap",
+        "Secret",
+        "Job",
+        "Service",
+        "ServiceMonitor",
+        "PrometheusRule",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "ScaledObject",
+        "NetworkPolicy",
+        "ServiceAccount",
+    ):
+        assert f"kind: {kind}\n" in kinds, kind
+    assert (TEMPLATES / "NOTES.txt").is_file()
+    assert (CHART / "README.md").is_file()
+    json.loads((CHART / "values.schema.json").read_text())
+
+
+def test_probes_use_the_service_endpoints_on_the_metrics_port() -> None:
+    deployment = _template("deployment.yaml")
+    assert re.search(r"livenessProbe:\s+httpGet:\s+path: /healthz\s+port: metrics", deployment)
+    assert re.search(r"readinessProbe:\s+httpGet:\s+path: /readyz\s+port: metrics", deployment)
+    assert "containerPort: {{ $port }}" in deployment
+    assert "terminationGracePeriodSeconds: {{ add $shutdown" in deployment
+    assert "podAntiAffinity" in deployment
+
+
+def test_files_the_templates_read_exist_and_are_the_shared_ones() -> None:
+    referenced = set()
+    for path in TEMPLATES.iterdir():
+        referenced |= set(re.findall(r'\.Files\.Get "([^"]+)"', path.read_text()))
+    assert referenced == {"files/prometheus-rules.yml", "files/grafana-dashboard.json"}
+    for name in referenced:
+        assert (CHART / name).is_file()
+
+
+def test_migrations_job_is_a_pre_install_and_pre_upgrade_hook() -> None:
+    job = _template("migrations-job.yaml")
+    assert job.count("helm.sh/hook: pre-install,pre-upgrade") == 2  # hook Secret and Job
+    assert 'args: ["migrate", "up", "--path", "/app/migrations"]' in job
+    args = build_parser().parse_args(["migrate", "up", "--path", "/app/migrations"])
+    assert callable(args.handler)
+
+
+def test_partition_bound_is_enforced_with_fail() -> None:
+    helpers = _template("_helpers.tpl")
+    for value in ("replicaCount", "autoscaling.maxReplicas", "keda.maxReplicaCount"):
+        assert re.search(rf"fail \(printf \"{re.escape(value)} \(%d\) is above", helpers), value
+    for name in ("hpa.yaml", "scaledobject.yaml", "deployment.yaml"):
+        assert 'include "stream-indexer.validate"' in _template(name)
+
+
+# --- rendered by Helm (helm binary or helm_python; skipped otherwise) ------------------------
+
+ALL_ON = {
+    "metrics": {
+        "serviceMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+        "grafanaDashboard": {"enabled": True},
+    },
+    "keda": {"enabled": True},
+}
+
+
+def _by_kind(docs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        kinds.setdefault(doc["kind"], []).append(doc)
+    return kinds
+
+
+def test_helm_lint() -> None:
+    ok, output = helm_render.lint()
+    assert ok, output
+
+
+def test_rendered_env_is_all_real_settings_and_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    kinds = _by_kind(helm_render.render())
+    (config,) = [c for c in kinds["ConfigMap"] if c["metadata"]["name"].endswith("-config")]
+    secrets = [s for s in kinds["Secret"] if not s["metadata"].get("annotations")]
+    (job,) = kinds["Job"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    job_env = {e["name"]: e["value"] for e in container["env"]}
+    env = config["data"] | secrets[0]["stringData"]
+    assert job_env == config["data"]
+    assert set(env) <= setting_env_names()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert load_settings().metrics.port == _values()["config"]["metrics"]["port"]
+
+
+def test_rendered_deployment_probes_grace_and_spread() -> None:
+    kinds = _by_kind(helm_render.render({"replicaCount": 3}))
+    (deployment,) = kinds["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert deployment["spec"]["replicas"] == 3
+    assert container["ports"] == [
+        {"name": "metrics", "containerPort": MetricsSettings().port, "protocol": "TCP"}
+    ]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert pod["terminationGracePeriodSeconds"] > Settings().shutdown_timeout_s
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert "podAntiAffinity" in pod["affinity"]
+    (job,) = kinds["Job"]
+    job_labels = job["spec"]["template"]["metadata"]["labels"]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert not selector.items() <= job_labels.items(), "migration pods would join the Service"
+
+
+def test_rendered_monitoring_objects_use_the_shared_files() -> None:
+    kinds = _by_kind(helm_render.render(ALL_ON))
+    (rule,) = kinds["PrometheusRule"]
+    assert rule["spec"] == yaml.safe_load(RULES_FILE.read_text())
+    (monitor,) = kinds["ServiceMonitor"]
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    (dashboard,) = [c for c in kinds["ConfigMap"] if c["metadata"]["name"].endswith("-dashboard")]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["stream-indexer.json"]) == json.loads(
+        DASHBOARD_FILE.read_text()
+    )
+    (scaled,) = kinds["ScaledObject"]
+    assert scaled["spec"]["maxReplicaCount"] <= _values()["topicPartitions"]
+    assert "replicas" not in kinds["Deployment"][0]["spec"]
+    assert "HorizontalPodAutoscaler" not in kinds
+
+
+def test_runbook_base_url_prefixes_every_runbook_link() -> None:
+    values = {"metrics": {"prometheusRule": {"enabled": True, "runbookBaseUrl": "https://x/docs/"}}}
+    (rule,) = _by_kind(helm_render.render(values))["PrometheusRule"]
+    urls = [
+        r["annotations"]["runbook_url"]
+        for group in rule["spec"]["groups"]
+        for r in group["rules"]
+        if "alert" in r
+    ]
+    assert urls and all(u.startswith("https://x/docs/runbook.md#") for u in urls)
+
+
+def test_existing_secret_replaces_the_charts_secret() -> None:
+    kinds = _by_kind(helm_render.render({"existingSecret": "indexer-creds"}))
+    assert "Secret" not in kinds
+    (deployment,) = kinds["Deployment"]
+    env_from = deployment["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+    assert {"secretRef": {"name": "indexer-creds"}} in env_from
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"replicaCount": 7}, "replicaCount (7) is above topicPartitions (6)"),
+        ({"autoscaling": {"enabled": True, "maxReplicas": 9}}, "maxReplicas (9) is above"),
+        ({"keda": {"enabled": True, "maxReplicaCount": 12}}, "maxReplicaCount (12) is above"),
+        ({"keda": {"enabled": True}, "autoscaling": {"enabled": True}}, "not both"),
+        ({"image": {"tag": "latest"}}, "tag"),
+        ({"secretEnv": {"POSTGRES_DSN": "x"}}, "POSTGRES_DSN"),
+    ],
+)
+def test_invalid_values_are_refused(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm_render.RenderError, match=re.escape(message)):
+        helm_render.render(values)
+
+
+def test_hpa_renders_within_the_partition_bound() -> None:
+    kinds = _by_kind(helm_render.render({"autoscaling": {"enabled": True, "maxReplicas": 6}}))
+    (hpa,) = kinds["HorizontalPodAutoscaler"]
+    assert hpa["spec"]["maxReplicas"] == 6
