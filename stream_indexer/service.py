@@ -341,6 +341,13 @@ class IndexerService:
                 if committed is not None:
                     self._committed[tp] = committed
         self.metrics.assigned_partitions.set(len(self._workers))
+        log.info(
+            "partitions assigned",
+            extra={
+                "topic": self.settings.kafka.topic,
+                "partitions": ",".join(str(tp.partition) for tp in sorted(assigned)),
+            },
+        )
         self.assigned.set()
 
     # -- health -----------------------------------------------------------------------

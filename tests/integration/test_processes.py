@@ -1,0 +1,213 @@
+"""`stream-indexer run` as real processes: SIGKILL and restart, SIGTERM, two group members."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from stream_indexer.demo import plan_events, produce_records
+from stream_indexer.migrate import migrate_up
+from stream_indexer.settings import Settings
+from support.pipeline import (
+    assert_index_matches,
+    caught_up,
+    committed_offsets,
+    dlq_rows,
+    pipeline_settings,
+    start_indexer,
+    wait_for,
+)
+from support.stack_fixtures import TopicFactory
+
+PARTITIONS = 6
+pytestmark = pytest.mark.slow
+
+
+async def _prepare(
+    kafka_bootstrap: str,
+    opensearch_url: str,
+    pg_dsn: str,
+    topic_factory: TopicFactory,
+    unique_name: str,
+    **extra: object,
+) -> Settings:
+    topic = await topic_factory(partitions=PARTITIONS)
+    await topic_factory(partitions=1, name=f"{topic}.dlq")
+    await migrate_up(pg_dsn)
+    return pipeline_settings(
+        bootstrap=kafka_bootstrap,
+        opensearch_url=opensearch_url,
+        pg_dsn=pg_dsn,
+        topic=topic,
+        name=unique_name,
+        **{"kafka.commit_interval_ms": 100, **extra},
+    )
+
+
+async def _committed_total(settings: Settings) -> int:
+    offsets = await committed_offsets(
+        settings.kafka.bootstrap_servers, settings.kafka.group_id, settings.kafka.topic, PARTITIONS
+    )
+    return sum(max(0, o) for o in offsets.values())
+
+
+async def _wait_exit(process: subprocess.Popen[bytes], timeout: float) -> int:
+    return await asyncio.wait_for(asyncio.to_thread(process.wait), timeout)
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+async def test_sigkill_mid_stream_then_restart_reaches_the_same_final_state(
+    kafka_bootstrap: str,
+    opensearch_url: str,
+    pg_dsn: str,
+    topic_factory: TopicFactory,
+    unique_name: str,
+    tmp_path: Path,
+) -> None:
+    # small batches, one bulk at a time: slow enough to be killed mid-stream
+    settings = await _prepare(
+        kafka_bootstrap,
+        opensearch_url,
+        pg_dsn,
+        topic_factory,
+        unique_name,
+        **{"batch.max_records": 50, "opensearch.max_in_flight_bulks": 1},
+    )
+    plan = plan_events(8_000, listings=2_000, seed=21, poison_every=400)
+    ends = await produce_records(kafka_bootstrap, settings.kafka.topic, plan.records)
+    total = sum(ends.values())
+    first = start_indexer(settings, log_path=str(tmp_path / "first.log"))
+    try:
+        await wait_for(
+            lambda: _some_committed(settings), timeout=90, what="a first commit", step=0.1
+        )
+        first.send_signal(signal.SIGKILL)
+        await _wait_exit(first, 10)
+    finally:
+        _kill(first)
+    at_kill = await _committed_total(settings)
+    assert 0 < at_kill < total, f"killed at {at_kill} of {total}: not mid-stream"
+
+    second = start_indexer(settings, log_path=str(tmp_path / "second.log"))
+    try:
+        await wait_for(
+            lambda: caught_up(
+                kafka_bootstrap, settings.kafka.group_id, settings.kafka.topic, ends, PARTITIONS
+            ),
+            timeout=150,
+            what="the restarted indexer to catch up",
+        )
+        second.send_signal(signal.SIGTERM)
+        assert await _wait_exit(second, 30) == 0
+    finally:
+        _kill(second)
+    await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
+    # re-delivered poison is upserted: still one row per poison record
+    assert len(await dlq_rows(pg_dsn)) == plan.poison
+
+
+async def _some_committed(settings: Settings) -> bool:
+    return await _committed_total(settings) > 0
+
+
+async def test_sigterm_exits_zero_with_everything_done_committed(
+    kafka_bootstrap: str,
+    opensearch_url: str,
+    pg_dsn: str,
+    topic_factory: TopicFactory,
+    unique_name: str,
+    tmp_path: Path,
+) -> None:
+    settings = await _prepare(
+        kafka_bootstrap, opensearch_url, pg_dsn, topic_factory, unique_name
+    )
+    plan = plan_events(2_000, listings=500, seed=4)
+    ends = await produce_records(kafka_bootstrap, settings.kafka.topic, plan.records)
+    process = start_indexer(settings, log_path=str(tmp_path / "indexer.log"))
+    try:
+        await wait_for(
+            lambda: caught_up(
+                kafka_bootstrap, settings.kafka.group_id, settings.kafka.topic, ends, PARTITIONS
+            ),
+            timeout=90,
+            what="catch-up",
+        )
+        process.send_signal(signal.SIGTERM)
+        assert await _wait_exit(process, 30) == 0
+    finally:
+        _kill(process)
+    log = (tmp_path / "indexer.log").read_text()
+    assert "indexer stopped" in log
+    committed = await committed_offsets(
+        kafka_bootstrap, settings.kafka.group_id, settings.kafka.topic, PARTITIONS
+    )
+    assert {p: committed[p] for p in ends} == ends
+
+
+async def test_two_members_split_partitions_and_one_leaving_keeps_the_index_exact(
+    kafka_bootstrap: str,
+    opensearch_url: str,
+    pg_dsn: str,
+    topic_factory: TopicFactory,
+    unique_name: str,
+    tmp_path: Path,
+) -> None:
+    settings = await _prepare(
+        kafka_bootstrap,
+        opensearch_url,
+        pg_dsn,
+        topic_factory,
+        unique_name,
+        **{"batch.max_records": 50, "opensearch.max_in_flight_bulks": 1},
+    )
+    a = start_indexer(settings, log_path=str(tmp_path / "a.log"))
+    b = start_indexer(settings, log_path=str(tmp_path / "b.log"))
+    try:
+        await wait_for(
+            lambda: _both_assigned(tmp_path), timeout=60, what="both members to get partitions"
+        )
+        plan = plan_events(8_000, listings=2_000, seed=8)
+        ends = await produce_records(kafka_bootstrap, settings.kafka.topic, plan.records)
+        await wait_for(
+            lambda: _some_committed(settings), timeout=60, what="a first commit", step=0.1
+        )
+        b.send_signal(signal.SIGTERM)
+        assert await _wait_exit(b, 40) == 0
+        await wait_for(
+            lambda: caught_up(
+                kafka_bootstrap, settings.kafka.group_id, settings.kafka.topic, ends, PARTITIONS
+            ),
+            timeout=150,
+            what="the remaining member to catch up",
+        )
+        a.send_signal(signal.SIGTERM)
+        assert await _wait_exit(a, 40) == 0
+    finally:
+        _kill(a)
+        _kill(b)
+    await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
+
+
+async def _both_assigned(tmp_path: Path) -> bool:
+    """Each member logs its assignment; both must own a non-empty, disjoint share."""
+    shares = [_assigned_partitions((tmp_path / f"{m}.log").read_text()) for m in ("a", "b")]
+    return all(shares) and not (shares[0] & shares[1]) and len(shares[0] | shares[1]) == PARTITIONS
+
+
+def _assigned_partitions(log: str) -> set[int]:
+    lines = [line for line in log.splitlines() if "partitions assigned" in line]
+    if not lines:
+        return set()
+    import json
+
+    record = json.loads(lines[-1])
+    return {int(p) for p in str(record.get("partitions", "")).split(",") if p}
