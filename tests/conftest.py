@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from osmem_server import OsmemServer
 from support.stack_fixtures import TopicFactory, create_database, drop_database, provide_stack
 
 from stream_indexer.devstack import StackEndpoints
@@ -77,3 +78,16 @@ def topic_factory(kafka_bootstrap: str, unique_name: str) -> TopicFactory:
         return topic
 
     return create
+
+
+@pytest.fixture(scope="session")
+def osmem_server() -> Iterator[OsmemServer]:
+    """Overrides the osmem plugin's fixture: osmem-server 0.1.6's `close()` leaves its
+    stdout pipe open, which `filterwarnings = error` turns into a failed run."""
+    server = OsmemServer.start(freeze=True, japanese=False)
+    try:
+        yield server
+    finally:
+        server.close()
+        if server.process.stdout is not None:
+            server.process.stdout.close()

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConflictError, RequestError
-from osmem_server import OsmemServer
 
 from stream_indexer.mapping import (
     alias_actions,
@@ -25,22 +24,8 @@ PHYSICAL = "listings_v1"
 NOW = "2024-06-01T12:00:00Z"
 
 
-@pytest.fixture(scope="session")
-def _osmem_pipes_closed(osmem_server: OsmemServer) -> Iterator[None]:
-    """Work around osmem-server 0.1.6 leaving its stdout pipe open after `close()`.
-
-    Under `filterwarnings = error` the leaked pipe fails the run at exit with a
-    ResourceWarning. Stopping the server here (close() is idempotent) and closing the pipe
-    belongs in a shared conftest once there is one.
-    """
-    yield
-    osmem_server.close()
-    if osmem_server.process.stdout is not None:
-        osmem_server.process.stdout.close()
-
-
 @pytest.fixture
-def client(osmem_url: str, _osmem_pipes_closed: None) -> Iterator[OpenSearch]:
+def client(osmem_url: str) -> Iterator[OpenSearch]:
     os_client = OpenSearch(hosts=[osmem_url])
     os_client.indices.create(index=PHYSICAL, body=index_body())
     os_client.indices.update_aliases(body=alias_actions(ALIAS, PHYSICAL))
