@@ -13,7 +13,13 @@ import os
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from stream_indexer.errors import ConfigError
 
@@ -193,8 +199,21 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         case_sensitive=False,
         extra="forbid",
-        secrets_dir=os.environ.get(f"{ENV_PREFIX}SECRETS_DIR") or None,
+        secrets_nested_delimiter="__",
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Secret files may set nested fields too (`postgres__dsn`), not only sections."""
+        nested_secrets = NestedSecretsSettingsSource(file_secret_settings, secrets_prefix="")
+        return init_settings, env_settings, dotenv_settings, nested_secrets
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     dlq: DlqSettings = Field(default_factory=DlqSettings)
@@ -245,7 +264,8 @@ def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
         else:
             nested[head] = value
     try:
-        return Settings(**nested)
+        secrets_dir = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR") or None
+        return Settings(_secrets_dir=secrets_dir, **nested)
     except ValidationError as exc:
         problems = "; ".join(
             f"{env_name(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
