@@ -117,7 +117,10 @@ def main() -> None:
     rates = tuple(int(r) for r in args.rates.split(","))
     result = asyncio.run(
         measure_emit_latency(
-            args.bootstrap, args.opensearch_url, rates, args.seconds,
+            args.bootstrap,
+            args.opensearch_url,
+            rates,
+            args.seconds,
             enable_idempotence=args.idempotence,
         )
     )

@@ -48,7 +48,8 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     produce = subparsers.add_parser(
-        "produce", help="send JSON Lines listing events from a file or stdin",
+        "produce",
+        help="send JSON Lines listing events from a file or stdin",
         description="Validate each line as a listing event and send the valid ones. "
         "Exits 1 when any line was rejected or not delivered.",
     )
@@ -57,13 +58,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     produce.set_defaults(handler=produce_command)
 
     loadgen = subparsers.add_parser(
-        "loadgen", help="emit generated listing events and report emit latency",
+        "loadgen",
+        help="emit generated listing events and report emit latency",
     )
     loadgen.add_argument("--count", type=int, help="events to emit")
     loadgen.add_argument("--duration", type=float, help="seconds to run")
     loadgen.add_argument("--rate", type=float, help="target events/s (default: flat out)")
     loadgen.add_argument(
-        "--mix", default="",
+        "--mix",
+        default="",
         help="weights, e.g. create=0.3,update=0.5,stale=0.05,delete=0.05,thin=0.1,"
         "poison=0.01,hot_key_ratio=0.2,hot_keys=10 (default: built-in mix)",
     )
@@ -76,11 +79,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     outbox = subparsers.add_parser("outbox", help="transactional outbox tools")
     outbox_sub = outbox.add_subparsers(dest="outbox_command", required=True, metavar="COMMAND")
     relay = outbox_sub.add_parser(
-        "relay", help="publish pending outbox rows to Kafka until SIGTERM",
+        "relay",
+        help="publish pending outbox rows to Kafka until SIGTERM",
     )
     relay.add_argument("--batch-size", type=int, help="overrides OUTBOX__BATCH_SIZE")
     relay.add_argument(
-        "--retain-sent", type=float, metavar="SECONDS",
+        "--retain-sent",
+        type=float,
+        metavar="SECONDS",
         help="delete rows sent longer ago than this (default: keep them)",
     )
     relay.add_argument("--bootstrap-servers", help="overrides KAFKA__BOOTSTRAP_SERVERS")
@@ -180,8 +186,12 @@ def loadgen_command(args: argparse.Namespace) -> int:
     async def main() -> dict[str, Any]:
         async with ListingEventProducer(settings) as producer:
             report = await run_load(
-                producer, generator, count=args.count, duration_s=args.duration,
-                rate=args.rate, progress=progress,
+                producer,
+                generator,
+                count=args.count,
+                duration_s=args.duration,
+                rate=args.rate,
+                progress=progress,
             )
         return report.summary()
 
@@ -196,10 +206,7 @@ def loadgen_command(args: argparse.Namespace) -> int:
             f"({summary['rate_per_s']:,.0f}/s); rejected {summary['rejected']}, "
             f"delivery failures {summary['delivery_failures']}"
         )
-        print(
-            "emit latency ms: "
-            + " ".join(f"{name}={value}" for name, value in lat.items())
-        )
+        print("emit latency ms: " + " ".join(f"{name}={value}" for name, value in lat.items()))
     return 1 if summary["rejected"] or summary["delivery_failures"] else 0
 
 
@@ -209,7 +216,8 @@ def loadgen_command(args: argparse.Namespace) -> int:
 def relay_command(args: argparse.Namespace) -> int:
     settings = _settings(args, **{"outbox.batch_size": args.batch_size})
     logging.basicConfig(
-        level=settings.log.level, stream=sys.stderr,
+        level=settings.log.level,
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     registry = CollectorRegistry()

@@ -76,8 +76,14 @@ class OutboxSink(Protocol):
     """Somewhere to park an event Kafka could not take (see `producer.outbox.PoolOutbox`)."""
 
     async def write(
-        self, *, topic: str, listing_id: int, version: int, event_id: uuid.UUID,
-        key: bytes, value: bytes,
+        self,
+        *,
+        topic: str,
+        listing_id: int,
+        version: int,
+        event_id: uuid.UUID,
+        key: bytes,
+        value: bytes,
     ) -> int: ...
 
 
@@ -110,7 +116,10 @@ class _Pending:
     __slots__ = ("event_id", "key", "listing_id", "result", "settling", "value", "version")
 
     def __init__(
-        self, event: ListingEvent | None, key: bytes, value: bytes,
+        self,
+        event: ListingEvent | None,
+        key: bytes,
+        value: bytes,
         result: asyncio.Future[DeliveryResult],
     ) -> None:
         self.event_id = event.event_id if event is not None else None
@@ -187,7 +196,9 @@ class ListingEventProducer:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
@@ -305,8 +316,12 @@ class ListingEventProducer:
         self.stats["kafka"] += 1
         pending.result.set_result(
             DeliveryResult(
-                pending.event_id, pending.listing_id, "kafka", self.topic,
-                meta.partition, meta.offset,
+                pending.event_id,
+                pending.listing_id,
+                "kafka",
+                self.topic,
+                meta.partition,
+                meta.offset,
             )
         )
 
@@ -319,8 +334,9 @@ class ListingEventProducer:
         loop = asyncio.get_running_loop()
         while True:
             now = loop.time()
-            while self._deadlines and (self._deadlines[0][1].result.done()
-                                       or self._deadlines[0][0] <= now):
+            while self._deadlines and (
+                self._deadlines[0][1].result.done() or self._deadlines[0][0] <= now
+            ):
                 _, pending = self._deadlines.popleft()
                 if not pending.result.done():
                     self._spawn_fallback(pending, "not acknowledged within delivery_timeout_ms")
@@ -364,16 +380,18 @@ class ListingEventProducer:
         pending.result.set_result(outcome)
         return pending.result
 
-    async def _to_outbox(
-        self, pending: _Pending, reason: str
-    ) -> tuple[DeliveryResult | None, str]:
+    async def _to_outbox(self, pending: _Pending, reason: str) -> tuple[DeliveryResult | None, str]:
         if self.outbox is None or pending.listing_id is None:
             return None, reason
         assert pending.event_id is not None and pending.version is not None
         try:
             outbox_id = await self.outbox.write(
-                topic=self.topic, listing_id=pending.listing_id, version=pending.version,
-                event_id=pending.event_id, key=pending.key, value=pending.value,
+                topic=self.topic,
+                listing_id=pending.listing_id,
+                version=pending.version,
+                event_id=pending.event_id,
+                key=pending.key,
+                value=pending.value,
             )
         except Exception as exc:
             return None, f"{reason}; outbox write failed: {exc!r}"

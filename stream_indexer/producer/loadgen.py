@@ -20,13 +20,41 @@ from typing import Any, Literal
 from stream_indexer.producer.client import ListingEventProducer, ProducerBackpressureError
 
 WORDS = (
-    "vintage", "oak", "desk", "lamp", "bike", "road", "carbon", "sofa", "leather", "chair",
-    "iphone", "case", "camera", "lens", "guitar", "acoustic", "jacket", "winter", "boots",
-    "kids", "table", "dining", "mirror", "ceramic", "vase", "tent", "stroller",
+    "vintage",
+    "oak",
+    "desk",
+    "lamp",
+    "bike",
+    "road",
+    "carbon",
+    "sofa",
+    "leather",
+    "chair",
+    "iphone",
+    "case",
+    "camera",
+    "lens",
+    "guitar",
+    "acoustic",
+    "jacket",
+    "winter",
+    "boots",
+    "kids",
+    "table",
+    "dining",
+    "mirror",
+    "ceramic",
+    "vase",
+    "tent",
+    "stroller",
 )
-CITIES = (("Berlin", "DE", 52.52, 13.40), ("Paris", "FR", 48.86, 2.35),
-          ("Madrid", "ES", 40.42, -3.70), ("Warsaw", "PL", 52.23, 21.01),
-          ("Lisbon", "PT", 38.72, -9.14))
+CITIES = (
+    ("Berlin", "DE", 52.52, 13.40),
+    ("Paris", "FR", 48.86, 2.35),
+    ("Madrid", "ES", 40.42, -3.70),
+    ("Warsaw", "PL", 52.23, 21.01),
+    ("Lisbon", "PT", 38.72, -9.14),
+)
 STATUSES = ("active", "active", "active", "reserved", "sold")
 CONDITIONS = ("new", "like_new", "good", "fair")
 

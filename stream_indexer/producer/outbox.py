@@ -53,7 +53,12 @@ async def insert_event(
     ev = validate_event(event)
     row_id: int = await conn.fetchval(
         _insert_sql(table),
-        ev.event_id, ev.listing_id, ev.version, topic, encode_key(ev.listing_id), encode_value(ev),
+        ev.event_id,
+        ev.listing_id,
+        ev.version,
+        topic,
+        encode_key(ev.listing_id),
+        encode_value(ev),
     )
     return row_id
 
@@ -66,8 +71,14 @@ class PoolOutbox:
         self._sql = _insert_sql(table)
 
     async def write(
-        self, *, topic: str, listing_id: int, version: int, event_id: uuid.UUID,
-        key: bytes, value: bytes,
+        self,
+        *,
+        topic: str,
+        listing_id: int,
+        version: int,
+        event_id: uuid.UUID,
+        key: bytes,
+        value: bytes,
     ) -> int:
         """Insert an already-encoded event; returns its outbox row id."""
         async with self.pool.acquire() as conn:

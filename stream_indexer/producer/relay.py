@@ -161,7 +161,9 @@ class OutboxRelay:
             return
         pg = self.settings.postgres
         self._pool = await asyncpg.create_pool(
-            pg.dsn.get_secret_value(), min_size=1, max_size=2,
+            pg.dsn.get_secret_value(),
+            min_size=1,
+            max_size=2,
             command_timeout=pg.command_timeout_s,
         )
         producer = build_kafka_producer(self.settings, client_suffix="outbox-relay")
@@ -205,7 +207,9 @@ class OutboxRelay:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
@@ -246,9 +250,7 @@ class OutboxRelay:
             if sent:
                 await conn.execute(self._mark_sql, sent)
             if failed:
-                await conn.execute(
-                    self._fail_sql, [i for i, _ in failed], [e for _, e in failed]
-                )
+                await conn.execute(self._fail_sql, [i for i, _ in failed], [e for _, e in failed])
         self.metrics.published.inc(len(sent))
         if failed:
             self.metrics.failures.labels("publish").inc(len(failed))
@@ -261,7 +263,9 @@ class OutboxRelay:
         if heads and room > 0:
             followers = await conn.fetch(
                 self._followers_sql,
-                sorted({r.listing_id for r in heads}), [r.id for r in heads], room,
+                sorted({r.listing_id for r in heads}),
+                [r.id for r in heads],
+                room,
             )
             heads.extend(OutboxRow(*r) for r in followers)
         heads.sort(key=lambda r: r.id)

@@ -121,8 +121,9 @@ async def test_insert_commits_and_rolls_back_with_the_callers_transaction(
             row_id = await insert_event(conn, delete_event(1, 3), topic="t")
         with pytest.raises(InvalidEventError, match=r"data\.price"):
             await insert_event(
-                conn, {**index_event(listing(4), 1).model_dump(), "data": {
-                    **listing(4), "price": -5}}, topic="t",
+                conn,
+                {**index_event(listing(4), 1).model_dump(), "data": {**listing(4), "price": -5}},
+                topic="t",
             )
         rows = await conn.fetch(f"SELECT id, version, key FROM {TABLE}")
     finally:
@@ -147,7 +148,9 @@ def start_relay(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as sink:
         return subprocess.Popen(
             [sys.executable, "-m", "stream_indexer", "outbox", "relay"],
-            env=env, stdout=subprocess.DEVNULL, stderr=sink,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
         )
 
 

@@ -25,8 +25,13 @@ def cli_env() -> dict[str, str]:
 
 async def run_cli(*args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "stream_indexer", *args, env=cli_env(),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "stream_indexer",
+        *args,
+        env=cli_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()
     assert proc.returncode is not None
@@ -54,12 +59,24 @@ async def topic_values(bootstrap: str, topic: str, expected: int) -> list[bytes]
 
 
 def event_line(listing_id: int, **data: object) -> bytes:
-    listing = {"id": listing_id, "title": "Chair", "price": 5, "status": "active",
-               "updated_at": "2025-01-01T00:00:00Z", **data}
-    return orjson.dumps({
-        "event_id": str(uuid.uuid4()), "action": "index", "listing_id": listing_id,
-        "version": 1, "occurred_at": "2025-01-01T00:00:00Z", "data": listing,
-    })
+    listing = {
+        "id": listing_id,
+        "title": "Chair",
+        "price": 5,
+        "status": "active",
+        "updated_at": "2025-01-01T00:00:00Z",
+        **data,
+    }
+    return orjson.dumps(
+        {
+            "event_id": str(uuid.uuid4()),
+            "action": "index",
+            "listing_id": listing_id,
+            "version": 1,
+            "occurred_at": "2025-01-01T00:00:00Z",
+            "data": listing,
+        }
+    )
 
 
 async def test_produce_reports_bad_lines_and_sends_the_rest(
@@ -67,13 +84,18 @@ async def test_produce_reports_bad_lines_and_sends_the_rest(
 ) -> None:
     topic = await topic_factory(partitions=2)
     source = tmp_path / "events.jsonl"
-    source.write_bytes(b"\n".join([
-        event_line(1),
-        event_line(2, title=""),
-        b"{this is not json",
-        b"",
-        event_line(4),
-    ]) + b"\n")
+    source.write_bytes(
+        b"\n".join(
+            [
+                event_line(1),
+                event_line(2, title=""),
+                b"{this is not json",
+                b"",
+                event_line(4),
+            ]
+        )
+        + b"\n"
+    )
     code, out, err = await run_cli(
         "produce", str(source), "--topic", topic, "--bootstrap-servers", kafka_bootstrap
     )
@@ -102,9 +124,18 @@ async def test_loadgen_prints_rate_and_latency_percentiles(
 ) -> None:
     topic = await topic_factory(partitions=3)
     code, out, err = await run_cli(
-        "loadgen", "--count", "400", "--rate", "2000", "--json", "--topic", topic,
-        "--bootstrap-servers", kafka_bootstrap,
-        "--mix", "create=0.3,update=0.5,delete=0.1,thin=0.1,poison=0.05,hot_key_ratio=0.5",
+        "loadgen",
+        "--count",
+        "400",
+        "--rate",
+        "2000",
+        "--json",
+        "--topic",
+        topic,
+        "--bootstrap-servers",
+        kafka_bootstrap,
+        "--mix",
+        "create=0.3,update=0.5,delete=0.1,thin=0.1,poison=0.05,hot_key_ratio=0.5",
     )
     assert code == 0, err
     report = json.loads(out)

@@ -36,8 +36,11 @@ async def test_events_from_the_library_and_the_outbox_are_indexed(
     await topic_factory(partitions=1, name=f"{topic}.dlq")
     await migrate_up(pg_dsn)
     settings = pipeline_settings(
-        bootstrap=kafka_bootstrap, opensearch_url=opensearch_url, pg_dsn=pg_dsn,
-        topic=topic, name=unique_name,
+        bootstrap=kafka_bootstrap,
+        opensearch_url=opensearch_url,
+        pg_dsn=pg_dsn,
+        topic=topic,
+        name=unique_name,
         **{"producer.enable_idempotence": False, "outbox.poll_interval_ms": 20},
     )
     expected = {i: f"listing {i} v3" for i in range(1, 31) if i % 10}

@@ -26,7 +26,11 @@ NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 def listing(**overrides: object) -> dict[str, object]:
     base: dict[str, object] = {
-        "id": 42, "title": "Oak desk", "price": 120.5, "status": "active", "updated_at": NOW,
+        "id": 42,
+        "title": "Oak desk",
+        "price": 120.5,
+        "status": "active",
+        "updated_at": NOW,
     }
     base.update(overrides)
     return base
