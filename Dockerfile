@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # stream-indexer image: `docker build -t stream-indexer .`
 # Stage 1 builds a virtualenv with the package and its wheels; stage 2 copies only that
-# virtualenv and the SQL migrations onto a clean slim base and runs as a non-root user.
+# virtualenv and the SQL migrations (also packaged; /app/migrations is what the compose and
+# chart jobs pass to `migrate up --path`) onto a clean slim base, as a non-root user.
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
@@ -11,8 +12,9 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# Dependencies first, so editing the code does not re-download them.
-COPY pyproject.toml README* ./
+# setup.py packages migrations/ as stream_indexer.migrations, so both go into the build.
+COPY pyproject.toml setup.py README* ./
+COPY migrations ./migrations
 COPY stream_indexer ./stream_indexer
 RUN pip install --upgrade pip \
     && pip install . \

@@ -30,7 +30,16 @@ def test_multi_stage_on_a_pinned_slim_python_base() -> None:
 def test_runs_as_non_root_with_migrations_copied() -> None:
     (user,) = _instructions("USER")
     assert user.split(":")[0] not in {"0", "root"}
-    assert any(c.startswith("migrations ") for c in _instructions("COPY"))
+    copies = _instructions("COPY")
+    assert "migrations /app/migrations" in copies
+
+
+def test_build_stage_has_every_file_packaging_needs() -> None:
+    """setup.py maps migrations/ into the package: a build without them ships no SQL."""
+    copied = " ".join(_instructions("COPY"))
+    for needed in ("pyproject.toml", "setup.py", "migrations", "stream_indexer"):
+        if (REPO / needed).exists():
+            assert needed in copied, needed
 
 
 def test_healthcheck_hits_healthz_on_the_default_metrics_port() -> None:
