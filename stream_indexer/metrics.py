@@ -117,6 +117,16 @@ class Metrics:
             ["store"],
             registry=r,
         )
+        self.dlq_entries = Gauge(
+            "stream_indexer_dlq_entries",
+            "Rows in the Postgres DLQ table (sampled periodically).",
+            registry=r,
+        )
+        self.dlq_oldest_entry_age = Gauge(
+            "stream_indexer_dlq_oldest_entry_age_seconds",
+            "Age of the oldest row in the Postgres DLQ table; 0 when it is empty.",
+            registry=r,
+        )
         self.circuit_state = Gauge(
             "stream_indexer_circuit_state",
             "Sink circuit breaker: 0 closed, 1 half-open, 2 open.",

@@ -22,7 +22,8 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from stream_indexer.backoff import Backoff
-from stream_indexer.dlq.table import PostgresDeadLetterTable
+from stream_indexer.circuit import CircuitBreaker, CircuitState
+from stream_indexer.dlq.table import PostgresDeadLetterTable, quote_table_name
 from stream_indexer.dlq.topic import KafkaDeadLetterTopic
 from stream_indexer.dlq.writer import DeadLetterWriter
 from stream_indexer.errors import DeadLetterStoreError, StreamIndexerError, TransientError
@@ -36,6 +37,7 @@ from stream_indexer.worker import PartitionWorker, WorkerContext
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+DLQ_STATS_INTERVAL_S = 15.0
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -56,6 +58,13 @@ class IndexerService:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.sink = OpenSearchSink(settings)
+        self.circuit = CircuitBreaker(
+            failure_threshold=settings.retry.circuit_failure_threshold,
+            probe=self.sink.ping,
+            probe_backoff=Backoff(0.5, 2.0, settings.retry.circuit_probe_max_s),
+            gauge=self.metrics.circuit_state,
+        )
+        self._paused_for_circuit = False
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._table: PostgresDeadLetterTable | None = None
@@ -67,6 +76,7 @@ class IndexerService:
         self._committed: dict[TopicPartition, int] = {}
         self._fetch_task: asyncio.Task[None] | None = None
         self._commit_task: asyncio.Task[None] | None = None
+        self._dlq_stats_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._stopped = False
         self._started = False
@@ -100,6 +110,7 @@ class IndexerService:
             loader=self._loader,
             bulk_slots=asyncio.Semaphore(s.opensearch.max_in_flight_bulks),
             group_id=s.kafka.group_id,
+            circuit=self.circuit,
             backoff=Backoff(
                 retry.initial_backoff_ms / 1000, retry.multiplier, retry.max_backoff_ms / 1000
             ),
@@ -109,6 +120,7 @@ class IndexerService:
         self._consumer.subscribe([s.kafka.topic], listener=_Rebalance(self))
         self._fetch_task = asyncio.create_task(self._fetch_loop(), name="fetch-loop")
         self._commit_task = asyncio.create_task(self._commit_loop(), name="commit-loop")
+        self._dlq_stats_task = asyncio.create_task(self._dlq_stats_loop(), name="dlq-stats")
         log.info(
             "indexer started",
             extra={"topic": s.kafka.topic, "group_id": s.kafka.group_id},
@@ -163,7 +175,7 @@ class IndexerService:
         self._stopped = True
         self._stopping.set()
         deadline = self.settings.shutdown_timeout_s
-        for task in (self._fetch_task, self._commit_task):
+        for task in (self._fetch_task, self._commit_task, self._dlq_stats_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -171,6 +183,7 @@ class IndexerService:
         if self._workers:
             await self._stop_workers(list(self._workers), deadline)
         await self._commit(final=True)
+        await self.circuit.close()
         await self._close_clients()
         log.info("indexer stopped")
 
@@ -241,12 +254,26 @@ class IndexerService:
                 if worker.full and tp not in self._paused:
                     consumer.pause(tp)
                     self._paused.add(tp)
+            self._apply_circuit()
             self._resume_drained()
             self._update_lag()
+
+    def _apply_circuit(self) -> None:
+        """Pause every partition while the sink circuit is open; resume when it is not."""
+        consumer = self._consumer
+        assert consumer is not None
+        if self.circuit.is_open:
+            consumer.pause(*self._workers)  # idempotent; also covers newly assigned partitions
+            self._paused_for_circuit = True
+        elif not self.circuit.is_open and self._paused_for_circuit:
+            consumer.resume(*(tp for tp in self._workers if tp not in self._paused))
+            self._paused_for_circuit = False
 
     def _resume_drained(self) -> None:
         consumer = self._consumer
         assert consumer is not None
+        if self._paused_for_circuit:
+            return
         for tp in list(self._paused):
             worker = self._workers.get(tp)
             if worker is None:
@@ -307,6 +334,22 @@ class IndexerService:
             self._committed[tp] = meta.offset
             self.metrics.committed_offset.labels(tp.topic, str(tp.partition)).set(meta.offset)
 
+    async def _dlq_stats_loop(self) -> None:
+        """Sample the DLQ table's depth and oldest entry for the dashboard and alerts."""
+        query = (
+            "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 "
+            f"FROM {quote_table_name(self.settings.dlq.table)}"
+        )
+        while not self._stopping.is_set():
+            try:
+                count, oldest = await self._pool.fetchrow(query)
+            except Exception as exc:  # the table may not be migrated yet; keep serving
+                log.debug("DLQ stats query failed: %s", exc)
+            else:
+                self.metrics.dlq_entries.set(count)
+                self.metrics.dlq_oldest_entry_age.set(oldest)
+            await asyncio.sleep(DLQ_STATS_INTERVAL_S)
+
     # -- rebalancing ------------------------------------------------------------------
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -318,7 +361,18 @@ class IndexerService:
             self._workers.pop(tp, None)
             self._paused.discard(tp)
             self._committed.pop(tp, None)
+            self._forget_partition_series(tp)
         self.metrics.assigned_partitions.set(len(self._workers))
+
+    def _forget_partition_series(self, tp: TopicPartition) -> None:
+        labels = (tp.topic, str(tp.partition))
+        for gauge in (
+            self.metrics.consumer_lag,
+            self.metrics.oldest_uncommitted_age,
+            self.metrics.committed_offset,
+        ):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)
 
     async def _stop_workers(self, tps: list[TopicPartition], deadline_s: float) -> None:
         workers = [self._workers[tp] for tp in tps if tp in self._workers]
@@ -368,8 +422,8 @@ class IndexerService:
     def readiness(self) -> tuple[bool, str]:
         if self._stopping.is_set():
             return False, "stopping"
-        if self._ctx is not None and self._ctx.sink_failures >= 3:
-            return False, f"sink failing ({self._ctx.sink_failures} consecutive bulk failures)"
+        if self.circuit.state is not CircuitState.CLOSED:
+            return False, f"sink circuit {self.circuit.state.name.lower()}"
         if not self._workers:
             return True, "waiting for partition assignment"
         return True, f"{len(self._workers)} partitions assigned"

@@ -127,6 +127,12 @@ class RetrySettings(_Section):
     max_backoff_ms: int = Field(default=30_000, ge=1)
     max_attempts: int = Field(default=5, ge=1)
     max_elapsed_s: float = Field(default=300.0, gt=0)
+    circuit_failure_threshold: int = Field(
+        default=3, ge=1, description="consecutive failed bulk requests that open the circuit"
+    )
+    circuit_probe_max_s: float = Field(
+        default=5.0, gt=0, description="longest wait between probes while the circuit is open"
+    )
 
 
 class PostgresSettings(_Section):

@@ -21,6 +21,7 @@ from typing import Any
 
 from stream_indexer.backoff import Backoff
 from stream_indexer.bulk import ItemOutcome, PendingWrite, build_body, parse_items
+from stream_indexer.circuit import CircuitBreaker
 from stream_indexer.coalesce import coalesce
 from stream_indexer.decode import decode_event
 from stream_indexer.dlq.record import DeadLetter
@@ -57,11 +58,10 @@ class WorkerContext:
     loader: SourceLoader | None
     bulk_slots: asyncio.Semaphore
     group_id: str
+    circuit: CircuitBreaker
     backoff: Backoff = field(default_factory=Backoff)
     #: monotonic time of the last successful bulk request or dead-letter write
     last_progress: float = field(default_factory=time.monotonic)
-    #: consecutive whole-request sink failures across all workers (0 = healthy)
-    sink_failures: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -334,6 +334,7 @@ class PartitionWorker:
         request_failures = 0
         item_rounds = 0
         while pending:
+            await ctx.circuit.wait_passable()
             body = build_body(pending)
             began = time.perf_counter()
             try:
@@ -346,7 +347,7 @@ class PartitionWorker:
             except SinkUnavailableError as exc:
                 # The sink is down or overloaded as a whole: never dead-letter for that.
                 request_failures += 1
-                ctx.sink_failures += 1
+                ctx.circuit.record_failure()
                 metrics.retry.labels(exc.error_class).inc(len(pending))
                 log.warning(
                     "bulk request failed (attempt %d), retrying: %s",
@@ -356,7 +357,7 @@ class PartitionWorker:
                 )
                 await asyncio.sleep(ctx.backoff.delay(request_failures))
                 continue
-            ctx.sink_failures = 0
+            ctx.circuit.record_success()
             ctx.last_progress = time.monotonic()
             metrics.bulk_duration.observe(time.perf_counter() - began)
             metrics.bulk_size.observe(len(pending))

@@ -20,11 +20,6 @@ RULES_TEST_FILE = Path(__file__).parent / "promtool" / "rules_test.yml"
 COMPOSE_FILE = REPO / "docker-compose.yml"
 RUNBOOK = REPO / "docs" / "runbook.md"
 
-# Metrics the dashboard and alerts use that stream_indexer/metrics.py does not define yet
-# (requested from its owner): rows in the Postgres DLQ table and the age of its oldest row.
-PENDING_METRICS = frozenset(
-    {"stream_indexer_dlq_entries", "stream_indexer_dlq_oldest_entry_age_seconds"}
-)
 
 METRIC_TOKEN = re.compile(r"\b(?:stream_indexer|opensearch_indexing)_[a-zA-Z0-9_]*[a-zA-Z0-9]")
 

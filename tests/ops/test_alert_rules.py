@@ -7,11 +7,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from .facts import (
-    PENDING_METRICS,
     REPO,
     RULES_FILE,
     RULES_TEST_FILE,
@@ -88,7 +86,7 @@ def test_alerts_have_severity_summary_and_a_runbook_section() -> None:
 
 
 def test_rule_expressions_use_only_exported_metrics() -> None:
-    known = exported_metric_names() | PENDING_METRICS
+    known = exported_metric_names()
     for rule in _rules():
         unknown = metric_tokens(rule["expr"]) - known
         assert not unknown, f"{rule.get('alert') or rule.get('record')}: unknown {unknown}"
@@ -106,8 +104,3 @@ def test_compose_prometheus_config_loads_the_chart_rules(promtool: str, tmp_path
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(_rules())} rules found" in result.stdout
 
-
-@pytest.mark.xfail(reason="metrics.py does not define the DLQ table gauges yet", strict=False)
-def test_pending_metrics_now_exist() -> None:
-    """Fails until stream_indexer/metrics.py adds them; then drop PENDING_METRICS."""
-    assert exported_metric_names() >= PENDING_METRICS
