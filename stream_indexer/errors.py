@@ -59,6 +59,11 @@ class DeadLetterStoreError(TransientError):
 
     error_class = "dlq_store_unavailable"
 
+    def __init__(self, message: str, *, stores: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        #: names of the stores that failed (`postgres`, `kafka`), when known
+        self.stores = stores
+
 
 class PoisonRecordError(StreamIndexerError):
     """The record itself is bad; retrying cannot help, so it is dead-lettered."""

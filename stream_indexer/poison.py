@@ -13,18 +13,30 @@ from typing import Any
 from stream_indexer.decode import recover_action, recover_json, recover_listing_id
 from stream_indexer.dlq.record import DeadLetter
 from stream_indexer.errors import StreamIndexerError
+from stream_indexer.redact import Redactor
 
 MAX_ERROR_MESSAGE_CHARS = 64 * 1024
 
 
 def dead_letter_for(
-    record: Any, error: BaseException, *, attempts: int, consumer_group: str
+    record: Any,
+    error: BaseException,
+    *,
+    attempts: int,
+    consumer_group: str,
+    redactor: Redactor | None = None,
 ) -> DeadLetter:
     """A dead letter for aiokafka `ConsumerRecord` `record` that failed with `error`."""
     error_class = (
         error.error_class if isinstance(error, StreamIndexerError) else type(error).__name__
     )
     message = str(error) or type(error).__name__
+    value: bytes | None = record.value
+    data = None
+    if redactor:
+        value, data = redactor.apply(value)
+    else:
+        data = recover_json(value)
     headers = tuple((str(name), bytes(value or b"")) for name, value in (record.headers or ()))
     return DeadLetter(
         topic=record.topic,
@@ -32,11 +44,11 @@ def dead_letter_for(
         offset=record.offset,
         timestamp_ms=record.timestamp,
         key=record.key,
-        value=record.value,
+        value=value,
         headers=headers,
         listing_id=recover_listing_id(record.key, record.value),
         action=recover_action(record.value),
-        data=recover_json(record.value),
+        data=data,
         error_class=error_class,
         error_message=message[:MAX_ERROR_MESSAGE_CHARS],
         attempts=attempts,

@@ -30,6 +30,7 @@ from stream_indexer.errors import DeadLetterStoreError, StreamIndexerError, Tran
 from stream_indexer.hydrate import SourceLoader
 from stream_indexer.kafka_clients import connection_kwargs, consumer_kwargs, producer_kwargs
 from stream_indexer.metrics import Metrics
+from stream_indexer.redact import Redactor
 from stream_indexer.settings import Settings
 from stream_indexer.sink import OpenSearchSink
 from stream_indexer.topics import ensure_topic
@@ -99,7 +100,11 @@ class IndexerService:
         await self._until_ready("kafka (dead-letter topic)", self._ensure_dlq_topic)
         self._producer = AIOKafkaProducer(**producer_kwargs(s, purpose="dlq"))
         await self._producer.start()
-        writer = DeadLetterWriter(self._table, KafkaDeadLetterTopic(self._producer, s.dlq_topic))
+        writer = DeadLetterWriter(
+            self._table,
+            KafkaDeadLetterTopic(self._producer, s.dlq_topic),
+            optional={"postgres", "kafka"} - set(s.dlq.required_stores),
+        )
         self._loader = SourceLoader(s.source_dsn, s.source, pool_max_size=s.postgres.pool_max_size)
         retry = s.retry
         self._ctx = WorkerContext(
@@ -111,6 +116,7 @@ class IndexerService:
             bulk_slots=asyncio.Semaphore(s.opensearch.max_in_flight_bulks),
             group_id=s.kafka.group_id,
             circuit=self.circuit,
+            redactor=Redactor(s.dlq.redact_drop_fields, s.dlq.redact_hash_fields),
             backoff=Backoff(
                 retry.initial_backoff_ms / 1000, retry.multiplier, retry.max_backoff_ms / 1000
             ),

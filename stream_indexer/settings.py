@@ -64,6 +64,9 @@ class KafkaSettings(_Section):
     producer_compression: Literal["gzip", "snappy", "lz4", "zstd"] | None = "lz4"
 
 
+DlqStore = Literal["postgres", "kafka"]
+
+
 class DlqSettings(_Section):
     """Where poison records go: the DLQ topic and the Postgres table."""
 
@@ -75,6 +78,27 @@ class DlqSettings(_Section):
     max_value_bytes: int = Field(
         default=1 * MIB, ge=1024, description="records larger than this are refused unread"
     )
+    required_stores: Annotated[list[DlqStore], NoDecode] = Field(
+        default_factory=lambda: list[DlqStore](["postgres", "kafka"]),
+        description="stores that must accept a dead letter before its offset may move",
+    )
+    redact_drop_fields: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="listing fields removed before storing a dead letter"
+    )
+    redact_hash_fields: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="listing fields replaced by their SHA-256"
+    )
+
+    _split_lists = field_validator(
+        "required_stores", "redact_drop_fields", "redact_hash_fields", mode="before"
+    )(_split_csv)
+
+    @field_validator("required_stores")
+    @classmethod
+    def _some_store_required(cls, stores: list[str]) -> list[str]:
+        if not stores:
+            raise ValueError("at least one of postgres, kafka must be required")
+        return stores
 
 
 class OpenSearchSettings(_Section):

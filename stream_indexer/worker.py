@@ -41,6 +41,7 @@ from stream_indexer.metrics import Metrics
 from stream_indexer.models import ListingEvent
 from stream_indexer.offsets import OffsetTracker
 from stream_indexer.poison import dead_letter_for
+from stream_indexer.redact import Redactor
 from stream_indexer.settings import Settings
 from stream_indexer.sink import OpenSearchSink
 
@@ -60,6 +61,7 @@ class WorkerContext:
     group_id: str
     circuit: CircuitBreaker
     backoff: Backoff = field(default_factory=Backoff)
+    redactor: Redactor | None = None
     #: monotonic time of the last successful bulk request or dead-letter write
     last_progress: float = field(default_factory=time.monotonic)
 
@@ -430,10 +432,11 @@ class PartitionWorker:
         attempt = 0
         while True:
             try:
-                await ctx.dead_letters.write(letters)
+                result = await ctx.dead_letters.write(letters)
             except DeadLetterStoreError as exc:
                 attempt += 1
-                ctx.metrics.dlq_write_failures.labels(_store_of(exc)).inc()
+                for store in exc.stores or ("unknown",):
+                    ctx.metrics.dlq_write_failures.labels(store).inc()
                 log.warning(
                     "dead-letter write failed (attempt %d), holding the offset: %s",
                     attempt,
@@ -443,17 +446,10 @@ class PartitionWorker:
                 await asyncio.sleep(ctx.backoff.delay(attempt))
                 continue
             ctx.last_progress = time.monotonic()
+            for store in result.failed_optional:
+                ctx.metrics.dlq_write_failures.labels(store).inc()
             for letter in letters:
                 ctx.metrics.failure.labels(letter.error_class).inc()
-                for store in ctx.dead_letters.stores:
+                for store in result.written:
                     ctx.metrics.dlq_writes.labels(store, letter.error_class).inc()
             return
-
-
-def _store_of(exc: DeadLetterStoreError) -> str:
-    text = str(exc).lower()
-    if "postgres" in text or "table" in text:
-        return "postgres"
-    if "kafka" in text or "topic" in text:
-        return "kafka"
-    return "unknown"

@@ -10,24 +10,40 @@ abandons a write still in flight to the other.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+import logging
+from collections.abc import Awaitable, Collection, Sequence
+from dataclasses import dataclass
 
 from stream_indexer.dlq.record import DeadLetter
 from stream_indexer.dlq.table import PostgresDeadLetterTable
 from stream_indexer.dlq.topic import KafkaDeadLetterTopic
 from stream_indexer.errors import DeadLetterStoreError
 
+log = logging.getLogger(__name__)
+
 
 class DeadLetterWriter:
-    """Both DLQ stores behind one `write`; a store passed as None is not required."""
+    """Both DLQ stores behind one `write`; a store passed as None is not written at all.
+
+    Stores named in `optional` are written best effort: their failure is logged and reported
+    in `WriteResult.failed_optional`, but does not hold the offset. By default both stores
+    are required (DESIGN.md: dead letters lose nothing).
+    """
 
     def __init__(
-        self, table: PostgresDeadLetterTable | None, topic: KafkaDeadLetterTopic | None
+        self,
+        table: PostgresDeadLetterTable | None,
+        topic: KafkaDeadLetterTopic | None,
+        *,
+        optional: Collection[str] = (),
     ) -> None:
         if table is None and topic is None:
             raise ValueError("DeadLetterWriter needs at least one store, or letters are lost")
         self.table = table
         self.topic = topic
+        self.optional = frozenset(optional)
+        if self.optional >= set(self.stores):
+            raise ValueError("at least one dead-letter store must be required")
 
     @property
     def stores(self) -> tuple[str, ...]:
@@ -39,26 +55,50 @@ class DeadLetterWriter:
             names.append(self.topic.store_name)
         return tuple(names)
 
-    async def write(self, letters: Sequence[DeadLetter]) -> None:
-        """Write `letters` to every store; DeadLetterStoreError naming each store that failed."""
+    async def write(self, letters: Sequence[DeadLetter]) -> WriteResult:
+        """Write `letters` to every store.
+
+        Raises DeadLetterStoreError (with `.stores`) naming each required store that failed.
+        """
         if not letters:
-            return
+            return WriteResult((), ())
+        names: list[str] = []
         writes: list[Awaitable[None]] = []
         if self.table is not None:
+            names.append(self.table.store_name)
             writes.append(self.table.write(letters))
         if self.topic is not None:
+            names.append(self.topic.store_name)
             writes.append(self.topic.publish(letters))
         results = await asyncio.gather(*writes, return_exceptions=True)
-        failures: list[DeadLetterStoreError] = []
-        for result in results:
-            if isinstance(result, DeadLetterStoreError):
-                failures.append(result)
-            elif isinstance(result, BaseException):
+        written: list[str] = []
+        failed_optional: list[str] = []
+        failures: list[tuple[str, DeadLetterStoreError]] = []
+        for name, result in zip(names, results, strict=True):
+            if result is None:
+                written.append(name)
+            elif isinstance(result, DeadLetterStoreError):
+                if name in self.optional:
+                    log.warning("optional dead-letter store %s failed: %s", name, result)
+                    failed_optional.append(name)
+                else:
+                    failures.append((name, result))
+            else:
                 raise result  # a bug, not an unavailable store: let it surface as itself
-        if len(failures) == 1:
-            raise failures[0]
         if failures:
-            raise DeadLetterStoreError("; ".join(str(f) for f in failures)) from failures[0]
+            raise DeadLetterStoreError(
+                "; ".join(str(error) for _name, error in failures),
+                stores=tuple(name for name, _error in failures),
+            ) from failures[0][1]
+        return WriteResult(tuple(written), tuple(failed_optional))
 
 
-__all__ = ["DeadLetterWriter"]
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """Which stores now hold the letters, and which optional ones failed."""
+
+    written: tuple[str, ...]
+    failed_optional: tuple[str, ...]
+
+
+__all__ = ["DeadLetterWriter", "WriteResult"]
