@@ -14,8 +14,9 @@ from collections.abc import Callable
 
 from stream_indexer.http_server import ObservabilityServer
 from stream_indexer.metrics import Metrics
-from stream_indexer.service import IndexerService, StartupAbortedError
+from stream_indexer.service import IndexerService
 from stream_indexer.settings import Settings
+from stream_indexer.startup import StartupAbortedError
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -22,23 +21,25 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from stream_indexer.backoff import Backoff
+from stream_indexer.bulk_writer import BulkWriter
 from stream_indexer.circuit import CircuitBreaker, CircuitState
-from stream_indexer.dlq.table import PostgresDeadLetterTable, quote_table_name
+from stream_indexer.dlq.stats import sample_dlq_table
+from stream_indexer.dlq.table import PostgresDeadLetterTable
 from stream_indexer.dlq.topic import KafkaDeadLetterTopic
 from stream_indexer.dlq.writer import DeadLetterWriter
-from stream_indexer.errors import DeadLetterStoreError, StreamIndexerError, TransientError
+from stream_indexer.errors import DeadLetterStoreError
 from stream_indexer.hydrate import SourceLoader
 from stream_indexer.kafka_clients import connection_kwargs, consumer_kwargs, producer_kwargs
 from stream_indexer.metrics import Metrics
 from stream_indexer.redact import Redactor
 from stream_indexer.settings import Settings
 from stream_indexer.sink import OpenSearchSink
+from stream_indexer.startup import create_pool, until_ready
 from stream_indexer.topics import ensure_topic
 from stream_indexer.worker import PartitionWorker, WorkerContext
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-DLQ_STATS_INTERVAL_S = 15.0
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -94,10 +95,10 @@ class IndexerService:
         self._started = True
         s = self.settings
         self.metrics.build_info.info({"version": _version()})
-        await self._until_ready("opensearch", self.sink.start)
-        self._pool = await self._until_ready("postgres", lambda: _create_pool(s))
+        await until_ready("opensearch", self.sink.start, self._stopping)
+        self._pool = await until_ready("postgres", lambda: create_pool(s), self._stopping)
         self._table = PostgresDeadLetterTable(self._pool, s.dlq.table)
-        await self._until_ready("kafka (dead-letter topic)", self._ensure_dlq_topic)
+        await until_ready("kafka (dead-letter topic)", self._ensure_dlq_topic, self._stopping)
         self._producer = AIOKafkaProducer(**producer_kwargs(s, purpose="dlq"))
         await self._producer.start()
         writer = DeadLetterWriter(
@@ -107,54 +108,40 @@ class IndexerService:
         )
         self._loader = SourceLoader(s.source_dsn, s.source, pool_max_size=s.postgres.pool_max_size)
         retry = s.retry
+        backoff = Backoff(
+            retry.initial_backoff_ms / 1000, retry.multiplier, retry.max_backoff_ms / 1000
+        )
         self._ctx = WorkerContext(
             settings=s,
             sink=self.sink,
             dead_letters=writer,
             metrics=self.metrics,
             loader=self._loader,
-            bulk_slots=asyncio.Semaphore(s.opensearch.max_in_flight_bulks),
-            group_id=s.kafka.group_id,
-            circuit=self.circuit,
-            redactor=Redactor(s.dlq.redact_drop_fields, s.dlq.redact_hash_fields),
-            backoff=Backoff(
-                retry.initial_backoff_ms / 1000, retry.multiplier, retry.max_backoff_ms / 1000
+            bulk_writer=BulkWriter(
+                sink=self.sink,
+                circuit=self.circuit,
+                backoff=backoff,
+                metrics=self.metrics,
+                retry=retry,
+                bulk_slots=asyncio.Semaphore(s.opensearch.max_in_flight_bulks),
             ),
+            group_id=s.kafka.group_id,
+            backoff=backoff,
+            redactor=Redactor(s.dlq.redact_drop_fields, s.dlq.redact_hash_fields),
         )
         self._consumer = AIOKafkaConsumer(**consumer_kwargs(s))
         await self._consumer.start()
         self._consumer.subscribe([s.kafka.topic], listener=_Rebalance(self))
         self._fetch_task = asyncio.create_task(self._fetch_loop(), name="fetch-loop")
         self._commit_task = asyncio.create_task(self._commit_loop(), name="commit-loop")
-        self._dlq_stats_task = asyncio.create_task(self._dlq_stats_loop(), name="dlq-stats")
+        self._dlq_stats_task = asyncio.create_task(
+            sample_dlq_table(self._pool, self.settings.dlq.table, self.metrics, self._stopping),
+            name="dlq-stats",
+        )
         log.info(
             "indexer started",
             extra={"topic": s.kafka.topic, "group_id": s.kafka.group_id},
         )
-
-    async def _until_ready(self, what: str, connect: Callable[[], Awaitable[T]]) -> T:
-        """Retry a start-up connection with backoff: a dependency that is down at start is
-        waited for (as during an outage later), not a reason to crash-loop."""
-        backoff = Backoff(0.5, 2.0, 10.0)
-        attempt = 0
-        while True:
-            try:
-                return await connect()
-            except (TimeoutError, TransientError, OSError) as exc:
-                attempt += 1
-                log.warning("%s not ready (attempt %d): %s", what, attempt, exc)
-            except Exception as exc:
-                if type(exc).__module__.startswith("asyncpg") and not isinstance(
-                    exc, _asyncpg_fatal()
-                ):
-                    attempt += 1
-                    log.warning("%s not ready (attempt %d): %s", what, attempt, exc)
-                else:
-                    raise
-            if self._stopping.is_set():
-                raise StartupAbortedError(f"stopped while waiting for {what}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), backoff.delay(attempt))
 
     async def _ensure_dlq_topic(self) -> None:
         dlq = self.settings.dlq
@@ -340,22 +327,6 @@ class IndexerService:
             self._committed[tp] = meta.offset
             self.metrics.committed_offset.labels(tp.topic, str(tp.partition)).set(meta.offset)
 
-    async def _dlq_stats_loop(self) -> None:
-        """Sample the DLQ table's depth and oldest entry for the dashboard and alerts."""
-        query = (
-            "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 "
-            f"FROM {quote_table_name(self.settings.dlq.table)}"
-        )
-        while not self._stopping.is_set():
-            try:
-                count, oldest = await self._pool.fetchrow(query)
-            except Exception as exc:  # the table may not be migrated yet; keep serving
-                log.debug("DLQ stats query failed: %s", exc)
-            else:
-                self.metrics.dlq_entries.set(count)
-                self.metrics.dlq_oldest_entry_age.set(oldest)
-            await asyncio.sleep(DLQ_STATS_INTERVAL_S)
-
     # -- rebalancing ------------------------------------------------------------------
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -433,28 +404,6 @@ class IndexerService:
         if not self._workers:
             return True, "waiting for partition assignment"
         return True, f"{len(self._workers)} partitions assigned"
-
-
-class StartupAbortedError(StreamIndexerError):
-    """Stop was requested before the service's dependencies became reachable."""
-
-
-def _asyncpg_fatal() -> tuple[type[BaseException], ...]:
-    import asyncpg
-
-    return (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)
-
-
-async def _create_pool(settings: Settings) -> Any:
-    import asyncpg
-
-    pg = settings.postgres
-    return await asyncpg.create_pool(
-        pg.dsn.get_secret_value(),
-        min_size=pg.pool_min_size,
-        max_size=pg.pool_max_size,
-        command_timeout=pg.command_timeout_s,
-    )
 
 
 def _version() -> str:

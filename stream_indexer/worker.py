@@ -20,23 +20,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stream_indexer.backoff import Backoff
-from stream_indexer.bulk import ItemOutcome, PendingWrite, build_body, parse_items
-from stream_indexer.circuit import CircuitBreaker
+from stream_indexer.bulk import PendingWrite
+from stream_indexer.bulk_writer import BulkWriter
 from stream_indexer.coalesce import coalesce
 from stream_indexer.decode import decode_event
 from stream_indexer.dlq.record import DeadLetter
 from stream_indexer.dlq.writer import DeadLetterWriter
+from stream_indexer.documents import is_tombstone, pending_write
 from stream_indexer.errors import (
     DeadLetterStoreError,
-    MappingRejectedError,
     PoisonRecordError,
-    RetriesExhaustedError,
     SchemaInvalidError,
-    SinkUnavailableError,
     SourceUnavailableError,
 )
 from stream_indexer.hydrate import SourceLoader
-from stream_indexer.mapping import tombstone_document
 from stream_indexer.metrics import Metrics
 from stream_indexer.models import ListingEvent
 from stream_indexer.offsets import OffsetTracker
@@ -57,9 +54,8 @@ class WorkerContext:
     dead_letters: DeadLetterWriter
     metrics: Metrics
     loader: SourceLoader | None
-    bulk_slots: asyncio.Semaphore
+    bulk_writer: BulkWriter
     group_id: str
-    circuit: CircuitBreaker
     backoff: Backoff = field(default_factory=Backoff)
     redactor: Redactor | None = None
     #: monotonic time of the last successful bulk request or dead-letter write
@@ -294,16 +290,7 @@ class PartitionWorker:
                     outcome.letters.append(self._letter(item.record, found, attempts=1))
                     continue
                 listing = found
-            if event.action == "delete" or listing is None:
-                document = tombstone_document(
-                    event.listing_id, event.version, str(event.event_id), indexed_at
-                )
-            else:
-                document = listing.to_document()
-                document["version"] = event.version
-                document["indexed_at"] = indexed_at
-                document["event_id"] = str(event.event_id)
-            writes.append(PendingWrite(event.listing_id, event.version, document, item))
+            writes.append(pending_write(event, listing, indexed_at, item))
         return writes
 
     async def _hydrate(self, thin: list[_Decoded]) -> dict[int, Any]:
@@ -327,85 +314,25 @@ class PartitionWorker:
                 await asyncio.sleep(self._ctx.backoff.delay(attempt))
 
     async def _write(self, writes: list[PendingWrite], outcome: _BatchOutcome) -> None:
-        """Send `writes` until every item is written, stale or poison; retry only failures."""
+        """Send `writes` until every item is written, stale or poison (see BulkWriter)."""
         ctx = self._ctx
-        metrics = ctx.metrics
-        retry_cfg = ctx.settings.retry
-        started = time.monotonic()
-        pending = writes
-        request_failures = 0
-        item_rounds = 0
-        while pending:
-            await ctx.circuit.wait_passable()
-            body = build_body(pending)
-            began = time.perf_counter()
-            try:
-                async with ctx.bulk_slots:
-                    metrics.bulk_in_flight.inc()
-                    try:
-                        response = await ctx.sink.bulk(body, len(pending))
-                    finally:
-                        metrics.bulk_in_flight.dec()
-            except SinkUnavailableError as exc:
-                # The sink is down or overloaded as a whole: never dead-letter for that.
-                request_failures += 1
-                ctx.circuit.record_failure()
-                metrics.retry.labels(exc.error_class).inc(len(pending))
-                log.warning(
-                    "bulk request failed (attempt %d), retrying: %s",
-                    request_failures,
-                    exc,
-                    extra={"topic": self.topic, "partition": self.partition},
-                )
-                await asyncio.sleep(ctx.backoff.delay(request_failures))
-                continue
-            ctx.circuit.record_success()
-            ctx.last_progress = time.monotonic()
-            metrics.bulk_duration.observe(time.perf_counter() - began)
-            metrics.bulk_size.observe(len(pending))
-            results = parse_items(response, len(pending))
-            retry: list[PendingWrite] = []
-            now_wall = time.time()
-            for write, result in zip(pending, results, strict=True):
-                kind = result.outcome
-                if kind is ItemOutcome.WRITTEN:
-                    item: _Decoded = write.context
-                    if item.event.action == "delete" or write.document.get("deleted"):
-                        outcome.deleted += 1
-                    else:
-                        outcome.written += 1
-                    metrics.freshness.observe(
-                        max(0.0, now_wall - item.event.occurred_at.timestamp())
-                    )
-                    continue
-                if kind is ItemOutcome.STALE:
-                    outcome.stale += 1
-                    metrics.stale_skipped.labels("version_conflict").inc()
-                    continue
-                error_type = result.error_type or f"http_{result.status}"
-                metrics.bulk_item_errors.labels(error_type).inc()
-                write.attempts += 1
-                write.last_error = f"{error_type}: {result.reason or ''}".strip()
-                if kind is ItemOutcome.POISON:
-                    self._poison(write, MappingRejectedError(write.last_error), outcome)
-                elif kind is ItemOutcome.RECORD_ERROR and (
-                    write.attempts >= retry_cfg.max_attempts
-                    or time.monotonic() - started >= retry_cfg.max_elapsed_s
-                ):
-                    self._poison(
-                        write,
-                        RetriesExhaustedError(
-                            f"still failing after {write.attempts} attempts: {write.last_error}"
-                        ),
-                        outcome,
-                    )
-                else:
-                    metrics.retry.labels(error_type).inc()
-                    retry.append(write)
-            pending = retry
-            if pending:
-                item_rounds += 1
-                await asyncio.sleep(ctx.backoff.delay(item_rounds))
+        result = await ctx.bulk_writer.write(
+            writes, log_extra={"topic": self.topic, "partition": self.partition}
+        )
+        ctx.last_progress = time.monotonic()
+        now_wall = time.time()
+        observe = ctx.metrics.freshness.observe
+        for write in result.written:
+            if is_tombstone(write):
+                outcome.deleted += 1
+            else:
+                outcome.written += 1
+            observe(max(0.0, now_wall - write.context.event.occurred_at.timestamp()))
+        if result.stale:
+            outcome.stale += len(result.stale)
+            ctx.metrics.stale_skipped.labels("version_conflict").inc(len(result.stale))
+        for write, error in result.poison:
+            self._poison(write, error, outcome)
 
     def _poison(
         self, write: PendingWrite, error: PoisonRecordError, outcome: _BatchOutcome

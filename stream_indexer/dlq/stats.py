@@ -1,0 +1,34 @@
+"""DLQ table gauges: depth and oldest entry, sampled for the dashboard and alerts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from stream_indexer.dlq.table import quote_table_name
+from stream_indexer.metrics import Metrics
+
+log = logging.getLogger(__name__)
+SAMPLE_INTERVAL_S = 15.0
+
+
+async def sample_dlq_table(
+    pool: Any, table: str, metrics: Metrics, stopping: asyncio.Event
+) -> None:
+    """Every SAMPLE_INTERVAL_S until `stopping`: row count and oldest row age."""
+    query = (
+        "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 "
+        f"FROM {quote_table_name(table)}"
+    )
+    while not stopping.is_set():
+        try:
+            count, oldest = await pool.fetchrow(query)
+        except Exception as exc:  # the table may not be migrated yet: keep serving
+            log.debug("DLQ stats query failed: %s", exc)
+        else:
+            metrics.dlq_entries.set(count)
+            metrics.dlq_oldest_entry_age.set(oldest)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), SAMPLE_INTERVAL_S)

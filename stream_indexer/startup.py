@@ -1,0 +1,76 @@
+"""Start-up: wait for the service's dependencies instead of crash-looping.
+
+A dependency that is down when a pod starts (OpenSearch, Postgres, Kafka) is waited for with
+backoff, exactly as an outage later would be; only a stop request or a permanent error (bad
+credentials) ends the wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+
+from stream_indexer.backoff import Backoff
+from stream_indexer.errors import StreamIndexerError, TransientError
+from stream_indexer.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: asyncpg errors that waiting cannot fix
+PERMANENT_POSTGRES_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.InvalidPasswordError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+)
+
+
+class StartupAbortedError(StreamIndexerError):
+    """Stop was requested before the service's dependencies became reachable."""
+
+
+def _retriable(exc: BaseException) -> bool:
+    if isinstance(exc, TransientError | OSError | asyncio.TimeoutError):
+        return True
+    return isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError) and not isinstance(
+        exc, PERMANENT_POSTGRES_ERRORS
+    )
+
+
+async def until_ready(
+    what: str,
+    connect: Callable[[], Awaitable[T]],
+    stopping: asyncio.Event,
+    *,
+    backoff: Backoff | None = None,
+) -> T:
+    """Call `connect` until it succeeds; raise StartupAbortedError once `stopping` is set."""
+    backoff = backoff or Backoff(0.5, 2.0, 10.0)
+    attempt = 0
+    while True:
+        try:
+            return await connect()
+        except Exception as exc:
+            if not _retriable(exc):
+                raise
+            attempt += 1
+            log.warning("%s not ready (attempt %d): %s", what, attempt, exc)
+        if stopping.is_set():
+            raise StartupAbortedError(f"stopped while waiting for {what}")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), backoff.delay(attempt))
+
+
+async def create_pool(settings: Settings) -> Any:
+    """The asyncpg pool for the DLQ table."""
+    pg = settings.postgres
+    return await asyncpg.create_pool(
+        pg.dsn.get_secret_value(),
+        min_size=pg.pool_min_size,
+        max_size=pg.pool_max_size,
+        command_timeout=pg.command_timeout_s,
+    )
