@@ -357,12 +357,20 @@ class PartitionWorker:
         """Write to both DLQ stores; hold (retry forever) until both have them."""
         ctx = self._ctx
         attempt = 0
+        written: list[str] = []
+        pending_stores: tuple[str, ...] | None = None
         while True:
             try:
-                result = await ctx.dead_letters.write(letters)
+                result = await ctx.dead_letters.write(letters, only=pending_stores)
             except DeadLetterStoreError as exc:
                 attempt += 1
-                for store in exc.stores or ("unknown",):
+                failed = exc.stores or ctx.dead_letters.stores
+                attempted = pending_stores or ctx.dead_letters.stores
+                written.extend(
+                    s for s in attempted if s not in failed and s not in ctx.dead_letters.optional
+                )
+                pending_stores = failed
+                for store in failed:
                     ctx.metrics.dlq_write_failures.labels(store).inc()
                 log.warning(
                     "dead-letter write failed (attempt %d), holding the offset: %s",
@@ -373,10 +381,11 @@ class PartitionWorker:
                 await asyncio.sleep(ctx.backoff.delay(attempt))
                 continue
             ctx.last_progress = time.monotonic()
+            written.extend(result.written)
             for store in result.failed_optional:
                 ctx.metrics.dlq_write_failures.labels(store).inc()
             for letter in letters:
                 ctx.metrics.failure.labels(letter.error_class).inc()
-                for store in result.written:
+                for store in written:
                     ctx.metrics.dlq_writes.labels(store, letter.error_class).inc()
             return

@@ -55,19 +55,23 @@ class DeadLetterWriter:
             names.append(self.topic.store_name)
         return tuple(names)
 
-    async def write(self, letters: Sequence[DeadLetter]) -> WriteResult:
-        """Write `letters` to every store.
+    async def write(
+        self, letters: Sequence[DeadLetter], *, only: Collection[str] | None = None
+    ) -> WriteResult:
+        """Write `letters` to every store (or to the stores in `only`, for a retry).
 
-        Raises DeadLetterStoreError (with `.stores`) naming each required store that failed.
+        Raises DeadLetterStoreError (with `.stores`) naming each required store that failed;
+        a retry passes those as `only`, so a store that already has the letters (the DLQ
+        topic, a log) does not get them twice.
         """
         if not letters:
             return WriteResult((), ())
         names: list[str] = []
         writes: list[Awaitable[None]] = []
-        if self.table is not None:
+        if self.table is not None and (only is None or self.table.store_name in only):
             names.append(self.table.store_name)
             writes.append(self.table.write(letters))
-        if self.topic is not None:
+        if self.topic is not None and (only is None or self.topic.store_name in only):
             names.append(self.topic.store_name)
             writes.append(self.topic.publish(letters))
         results = await asyncio.gather(*writes, return_exceptions=True)
