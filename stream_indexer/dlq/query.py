@@ -1,0 +1,323 @@
+"""Dead letters, operator side: read, summarise and purge the Postgres DLQ table (`dlq list`,
+`show`, `stats`, `purge`; `retry` selects its rows here too).
+
+Filters are resolved against the database clock once per command (`SELECT now()`), so the
+count a purge asks to confirm and the rows it then deletes use the same cut-off. Ages are
+measured from `created_at`, when the row first entered the table; a row that keeps failing
+keeps its age (its `last_attempt_at` moves, its `created_at` does not).
+
+Raw bytes are shown safely: UTF-8 text when they decode, else base64, always labelled.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from stream_indexer.dlq.table import decode_headers, quote_table_name
+
+_DURATION_PART = re.compile(r"(\d+)([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+#: (label, upper bound) of the age buckets `stats` counts; the last bucket has no bound
+AGE_BUCKETS: tuple[tuple[str, timedelta | None], ...] = (
+    ("<1h", timedelta(hours=1)),
+    ("<24h", timedelta(hours=24)),
+    ("<7d", timedelta(days=7)),
+    ("older", None),
+)
+
+_SUMMARY_COLUMNS = (
+    "id, listing_id, action, error_class, attempts, last_error, created_at, last_attempt_at, "
+    'topic, "partition", "offset"'
+)
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30s`, `30m`, `2h`, `7d`, `1w` or a sum of them (`1h30m`); ValueError otherwise."""
+    spec = text.strip().lower()
+    parts = _DURATION_PART.findall(spec)
+    if not spec or "".join(number + unit for number, unit in parts) != spec:
+        raise ValueError(f"{text!r} is not a duration like 30m, 2h, 7d or 1h30m")
+    return timedelta(seconds=sum(int(number) * _UNIT_SECONDS[unit] for number, unit in parts))
+
+
+def parse_instant(text: str, now: datetime) -> datetime:
+    """An RFC 3339 / ISO 8601 time (naive means UTC) or a duration meaning that long ago."""
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        instant = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither a timestamp (2024-05-01T12:00:00Z) nor a duration (2h)"
+        ) from None
+    return instant if instant.utcoffset() is not None else instant.replace(tzinfo=UTC)
+
+
+def format_age(age: timedelta) -> str:
+    """A short human age: `45s`, `12m`, `5h`, `3d`."""
+    seconds = max(0, int(age.total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def show_bytes(raw: bytes | None) -> dict[str, str] | None:
+    """Bytes for a person or a JSON reader: `{"encoding": "utf-8"|"base64", "data": ...}`."""
+    if raw is None:
+        return None
+    try:
+        return {"encoding": "utf-8", "data": raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"encoding": "base64", "data": base64.b64encode(raw).decode("ascii")}
+
+
+@dataclass(frozen=True, slots=True)
+class RowFilter:
+    """Which rows a command acts on; every field set narrows the selection."""
+
+    error_class: str | None = None
+    listing_id: int | None = None
+    older_than: timedelta | None = None
+    newer_than: timedelta | None = None
+
+    def where(self, now: datetime, first_param: int = 1) -> tuple[str, list[Any]]:
+        """The SQL condition (`TRUE` when empty) and its parameters, ages cut at `now`."""
+        conditions: list[str] = []
+        params: list[Any] = []
+
+        def param(value: Any) -> str:
+            params.append(value)
+            return f"${first_param + len(params) - 1}"
+
+        if self.error_class is not None:
+            conditions.append(f"error_class = {param(self.error_class)}")
+        if self.listing_id is not None:
+            conditions.append(f"listing_id = {param(self.listing_id)}")
+        if self.older_than is not None:
+            conditions.append(f"created_at < {param(now - self.older_than)}")
+        if self.newer_than is not None:
+            conditions.append(f"created_at >= {param(now - self.newer_than)}")
+        return (" AND ".join(conditions) or "TRUE"), params
+
+
+@dataclass(frozen=True, slots=True)
+class DlqRow:
+    """One table row; `key`, `value`, `headers`, `data` are None in summaries (`list`)."""
+
+    id: int
+    listing_id: int | None
+    action: str
+    error_class: str
+    attempts: int
+    last_error: str
+    created_at: datetime
+    last_attempt_at: datetime
+    topic: str | None
+    partition: int | None
+    offset: int | None
+    key: bytes | None = None
+    value: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] | None = None
+    data: Any = None
+    consumer_group: str | None = None
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> DlqRow:
+        fields = dict(record.items())
+        if "headers" in fields:
+            fields["headers"] = decode_headers(fields["headers"])
+        if isinstance(fields.get("data"), str):
+            fields["data"] = json.loads(fields["data"])
+        return cls(**fields)
+
+    def summary(self, now: datetime) -> dict[str, Any]:
+        """The `list --json` object."""
+        return {
+            "id": self.id,
+            "listing_id": self.listing_id,
+            "action": self.action,
+            "error_class": self.error_class,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "created_at": self.created_at.isoformat(),
+            "last_attempt_at": self.last_attempt_at.isoformat(),
+            "age_seconds": int((now - self.created_at).total_seconds()),
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+        }
+
+    def detail(self, now: datetime) -> dict[str, Any]:
+        """The `show --json` object: the summary plus the source record, bytes shown safely."""
+        return {
+            **self.summary(now),
+            "consumer_group": self.consumer_group,
+            "key": show_bytes(self.key),
+            "value": show_bytes(self.value),
+            "headers": [[name, show_bytes(value)] for name, value in self.headers or ()],
+            "data": self.data,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DlqStats:
+    """What `dlq stats` reports."""
+
+    total: int
+    by_error_class: dict[str, int]
+    by_age: dict[str, int]
+    oldest_created_at: datetime | None
+    now: datetime
+
+    @property
+    def oldest_age(self) -> timedelta | None:
+        return None if self.oldest_created_at is None else self.now - self.oldest_created_at
+
+    def to_json(self) -> dict[str, Any]:
+        age = self.oldest_age
+        return {
+            "total": self.total,
+            "by_error_class": self.by_error_class,
+            "by_age": self.by_age,
+            "oldest": None
+            if self.oldest_created_at is None or age is None
+            else {
+                "created_at": self.oldest_created_at.isoformat(),
+                "age_seconds": int(age.total_seconds()),
+            },
+        }
+
+
+class DlqQueries:
+    """Operator queries on the DLQ table through one connection."""
+
+    def __init__(self, conn: asyncpg.Connection, table: str) -> None:
+        self._conn = conn
+        self.table = table
+        self._quoted = quote_table_name(table)
+
+    async def now(self) -> datetime:
+        """The database's clock: every cut-off of one command is taken from one reading."""
+        now: datetime = await self._conn.fetchval("SELECT now()")
+        return now.astimezone(UTC)
+
+    async def list_rows(
+        self, where: RowFilter, now: datetime, *, limit: int | None = None, full: bool = False
+    ) -> list[DlqRow]:
+        """Matching rows, oldest id first; `full` adds key, value, headers, data."""
+        condition, params = where.where(now)
+        columns = "*" if full else _SUMMARY_COLUMNS
+        sql = f"SELECT {columns} FROM {self._quoted} WHERE {condition} ORDER BY id"
+        if limit is not None:
+            params.append(limit)
+            sql += f" LIMIT ${len(params)}"
+        return [DlqRow.from_record(r) for r in await self._conn.fetch(sql, *params)]
+
+    async def rows_after(
+        self, where: RowFilter, now: datetime, after_id: int, limit: int
+    ) -> list[DlqRow]:
+        """Up to `limit` full matching rows with an id above `after_id` (batched scans)."""
+        condition, params = where.where(now, first_param=3)
+        sql = f"SELECT * FROM {self._quoted} WHERE id > $1 AND {condition} ORDER BY id LIMIT $2"
+        records = await self._conn.fetch(sql, after_id, limit, *params)
+        return [DlqRow.from_record(r) for r in records]
+
+    async def get(self, row_id: int) -> DlqRow | None:
+        record = await self._conn.fetchrow(f"SELECT * FROM {self._quoted} WHERE id = $1", row_id)
+        return None if record is None else DlqRow.from_record(record)
+
+    async def count(self, where: RowFilter, now: datetime) -> int:
+        condition, params = where.where(now)
+        total: int = await self._conn.fetchval(
+            f"SELECT count(*) FROM {self._quoted} WHERE {condition}", *params
+        )
+        return total
+
+    async def purge(self, where: RowFilter, now: datetime) -> int:
+        """Delete matching rows; returns how many went."""
+        condition, params = where.where(now)
+        status: str = await self._conn.execute(
+            f"DELETE FROM {self._quoted} WHERE {condition}", *params
+        )
+        return int(status.split()[-1])
+
+    async def stats(self, now: datetime) -> DlqStats:
+        by_class = await self._conn.fetch(
+            f"SELECT error_class, count(*) AS n FROM {self._quoted} "
+            "GROUP BY error_class ORDER BY n DESC, error_class"
+        )
+        bounds = [bound for _label, bound in AGE_BUCKETS if bound is not None]
+        buckets = " ".join(f"WHEN created_at > ${i + 1} THEN {i}" for i in range(len(bounds)))
+        by_age_rows = await self._conn.fetch(
+            f"SELECT CASE {buckets} ELSE {len(bounds)} END AS bucket, count(*) AS n "
+            f"FROM {self._quoted} GROUP BY bucket",
+            *[now - bound for bound in bounds],
+        )
+        counts = {int(r["bucket"]): int(r["n"]) for r in by_age_rows}
+        oldest: datetime | None = await self._conn.fetchval(
+            f"SELECT min(created_at) FROM {self._quoted}"
+        )
+        return DlqStats(
+            total=sum(counts.values()),
+            by_error_class={str(r["error_class"]): int(r["n"]) for r in by_class},
+            by_age={label: counts.get(i, 0) for i, (label, _b) in enumerate(AGE_BUCKETS)},
+            oldest_created_at=None if oldest is None else oldest.astimezone(UTC),
+            now=now,
+        )
+
+    async def mark_succeeded(self, rows: Sequence[DlqRow]) -> int:
+        """Delete rows a retry wrote, unless the indexer updated them meanwhile (then the row
+        holds a newer failure, which must stay). Returns how many were deleted."""
+        if not rows:
+            return 0
+        status: str = await self._conn.execute(
+            f"DELETE FROM {self._quoted} AS d USING unnest($1::bigint[], $2::timestamptz[]) "
+            "AS r(id, seen) WHERE d.id = r.id AND d.last_attempt_at = r.seen",
+            [row.id for row in rows],
+            [row.last_attempt_at for row in rows],
+        )
+        return int(status.split()[-1])
+
+    async def mark_failed(self, failures: Sequence[tuple[DlqRow, str, str]]) -> int:
+        """Record another failed attempt for each (row, error class, message): attempts + 1,
+        `last_error`, `error_class`, `last_attempt_at = now()`; rows the indexer changed
+        meanwhile are left alone. Returns how many were updated."""
+        if not failures:
+            return 0
+        status: str = await self._conn.execute(
+            f"UPDATE {self._quoted} AS d SET attempts = d.attempts + 1, last_error = r.error, "
+            "error_class = r.error_class, last_attempt_at = now() "
+            "FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[]) "
+            "AS r(id, seen, error_class, error) "
+            "WHERE d.id = r.id AND d.last_attempt_at = r.seen",
+            [row.id for row, _c, _m in failures],
+            [row.last_attempt_at for row, _c, _m in failures],
+            [error_class for _r, error_class, _m in failures],
+            [message for _r, _c, message in failures],
+        )
+        return int(status.split()[-1])
+
+
+__all__ = [
+    "AGE_BUCKETS",
+    "DlqQueries",
+    "DlqRow",
+    "DlqStats",
+    "RowFilter",
+    "format_age",
+    "parse_duration",
+    "parse_instant",
+    "show_bytes",
+]
