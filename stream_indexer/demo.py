@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 VERSION_BASE = 1_700_000_000_000_000
+POISON_ID_BASE = 9_000_000
 CITIES = (
     ("Berlin", "DE", 52.52, 13.40),
     ("Paris", "FR", 48.86, 2.35),
@@ -201,7 +202,7 @@ def poison_samples(rng: random.Random, count: int) -> list[tuple[bytes | None, b
     """Records every indexer must dead-letter: broken bytes, broken JSON, broken contract."""
     samples: list[tuple[bytes | None, bytes | None]] = []
     for n in range(count):
-        listing_id = 9_000_000 + rng.randrange(1_000_000)
+        listing_id = POISON_ID_BASE + n  # distinct: one DLQ row per poison record
         key = str(listing_id).encode()
         kind = n % 4
         if kind == 0:

@@ -22,9 +22,10 @@ log = logging.getLogger(__name__)
 
 
 def quiet_client_loggers() -> None:
-    """opensearch-py logs every request at INFO; per-request lines drown the service's own."""
+    """opensearch-py logs every request at INFO and every failed one with a traceback at
+    WARNING; the service logs its own retries, so only the client's errors are kept."""
     for name in ("opensearch", "elastic_transport"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def install_stop_signals(loop: asyncio.AbstractEventLoop, request_stop: Callable[[], None]) -> None:

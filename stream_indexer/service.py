@@ -265,16 +265,16 @@ class IndexerService:
     def _resume_drained(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        if self._paused_for_circuit:
-            return
-        for tp in list(self._paused):
-            worker = self._workers.get(tp)
-            if worker is None:
-                self._paused.discard(tp)
-            elif worker.drained_enough:
-                consumer.resume(tp)
-                self._paused.discard(tp)
-        self.metrics.paused_partitions.set(len(self._paused))
+        if not self._paused_for_circuit:
+            for tp in list(self._paused):
+                worker = self._workers.get(tp)
+                if worker is None:
+                    self._paused.discard(tp)
+                elif worker.drained_enough:
+                    consumer.resume(tp)
+                    self._paused.discard(tp)
+        paused = len(self._workers) if self._paused_for_circuit else len(self._paused)
+        self.metrics.paused_partitions.set(paused)
 
     def _update_lag(self) -> None:
         consumer = self._consumer
