@@ -2,7 +2,7 @@
 
 Each selected row's stored key and value go through the same steps as a consumed record:
 `decode_event`, hydration for thin events, the document or tombstone the worker builds
-(`event_write`), one `_bulk` per batch with `external_gte`. A row whose write now lands
+(`documents.pending_write`), one `_bulk` per batch with `external_gte`. A row whose write now lands
 (or is stale: a newer version is already indexed) is deleted; a row that fails again
 gets `attempts + 1`, its new `last_error` and error class. A row the running indexer
 updated meanwhile (its `last_attempt_at` moved) is left as the indexer wrote it.
@@ -24,6 +24,7 @@ from stream_indexer.bulk import ItemOutcome, PendingWrite, build_body, parse_ite
 from stream_indexer.decode import decode_event
 from stream_indexer.dlq.query import DlqQueries, DlqRow, RowFilter
 from stream_indexer.dlq.table import clean_text
+from stream_indexer.documents import pending_write
 from stream_indexer.errors import (
     MappingRejectedError,
     PoisonRecordError,
@@ -32,30 +33,9 @@ from stream_indexer.errors import (
     SinkUnavailableError,
 )
 from stream_indexer.hydrate import SourceLoader
-from stream_indexer.mapping import tombstone_document
-from stream_indexer.models import Listing, ListingEvent
+from stream_indexer.models import ListingEvent
 from stream_indexer.settings import Settings
 from stream_indexer.sink import OpenSearchSink
-
-
-def event_write(
-    event: ListingEvent, listing: Listing | None, *, indexed_at: str, context: Any = None
-) -> PendingWrite:
-    """The write for `event`: its listing's document, or a versioned tombstone when the event
-    is a delete or no listing is known (a thin event whose source row is gone).
-
-    The same step as the worker's `_prepare_writes` loop body; the worker could call this.
-    """
-    if event.action == "delete" or listing is None:
-        document = tombstone_document(
-            event.listing_id, event.version, str(event.event_id), indexed_at
-        )
-    else:
-        document = listing.to_document()
-        document["version"] = event.version
-        document["indexed_at"] = indexed_at
-        document["event_id"] = str(event.event_id)
-    return PendingWrite(event.listing_id, event.version, document, context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +216,7 @@ class DlqRetrier:
                     failures.append(_Failure(row, found.error_class, str(found)))
                     continue
                 listing = found
-            writes.append(event_write(event, listing, indexed_at=indexed_at, context=row))
+            writes.append(pending_write(event, listing, indexed_at, row))
         return writes
 
     async def _write(
@@ -295,4 +275,4 @@ def _failed(failure: _Failure, result: str) -> RowOutcome:
     )
 
 
-__all__ = ["DlqRetrier", "RetryOptions", "RetryReport", "RowOutcome", "event_write"]
+__all__ = ["DlqRetrier", "RetryOptions", "RetryReport", "RowOutcome"]

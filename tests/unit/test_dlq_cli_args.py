@@ -27,7 +27,8 @@ from stream_indexer.dlq.replay import (
     replay_count,
     replay_headers,
 )
-from stream_indexer.dlq.retry import RetryReport, RowOutcome, event_write
+from stream_indexer.dlq.retry import RetryReport, RowOutcome
+from stream_indexer.documents import pending_write
 from stream_indexer.models import Listing, ListingEvent
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -200,7 +201,7 @@ def _event(action: Literal["index", "delete"], data: Listing | None) -> ListingE
 
 def test_event_write_builds_the_workers_document_or_tombstone() -> None:
     listing = Listing(id=9, title="Bike", price=10, status="active", updated_at=NOW)
-    write = event_write(_event("index", listing), listing, indexed_at="t", context="row")
+    write = pending_write(_event("index", listing), listing, "t", "row")
     assert (write.listing_id, write.version, write.context) == (9, 4, "row")
     assert write.document["title"] == "Bike"
     assert write.document["version"] == 4 and write.document["indexed_at"] == "t"
@@ -208,7 +209,7 @@ def test_event_write_builds_the_workers_document_or_tombstone() -> None:
     assert "deleted" not in write.document
 
     for event, known in ((_event("delete", None), None), (_event("index", None), None)):
-        tombstone = event_write(event, known, indexed_at="t").document
+        tombstone = pending_write(event, known, "t").document
         assert tombstone["deleted"] is True and tombstone["version"] == 4 and tombstone["id"] == 9
 
 
