@@ -131,14 +131,17 @@ def parse_items(response: dict[str, Any], expected: int) -> list[ItemResult]:
         return [ItemResult(ItemOutcome.RETRY, 0, "malformed_bulk_response", None)] * expected
     results: list[ItemResult] = []
     for item in items:
-        body = next(iter(item.values())) if isinstance(item, dict) and item else {}
-        status = body.get("status", 0) if isinstance(body, dict) else 0
-        error = body.get("error") if isinstance(body, dict) else None
-        if 200 <= status < 300:
+        body = next(iter(item.values())) if isinstance(item, dict) and item else None
+        status = body.get("status") if isinstance(body, dict) else None
+        if type(status) is not int:
+            # an item we cannot read says nothing about the record: retry, never charge it
+            results.append(_UNREADABLE)
+        elif 200 <= status < 300:
             results.append(_WRITTEN)
         else:
-            results.append(classify_item(int(status), error))
+            results.append(classify_item(status, body.get("error")))  # type: ignore[union-attr]
     return results
 
 
 _WRITTEN = ItemResult(ItemOutcome.WRITTEN, 200)
+_UNREADABLE = ItemResult(ItemOutcome.RETRY, 0, "malformed_bulk_item", None)

@@ -10,6 +10,7 @@ operator can fix it without reading code.
 from __future__ import annotations
 
 import os
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -19,6 +20,7 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from stream_indexer.errors import ConfigError
@@ -296,6 +298,11 @@ def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
     try:
         secrets_dir = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR") or None
         return Settings(_secrets_dir=secrets_dir, **nested)
+    except SettingsError as exc:
+        # raised before validation, e.g. STREAM_INDEXER_KAFKA='notjson' for a whole section
+        field = re.search(r'field "([^"]+)"', str(exc))
+        name = env_name(tuple(field.group(1).split("."))) if field else ENV_PREFIX + "*"
+        raise ConfigError(f"invalid configuration: {name}: {exc}") from None
     except ValidationError as exc:
         problems = "; ".join(
             f"{env_name(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
@@ -303,9 +310,18 @@ def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
         raise ConfigError(f"invalid configuration: {problems}") from None
 
 
+def _mask_userinfo(url: str) -> str:
+    """`https://user:pw@host` -> `https://**********@host` (credentials in a host URL)."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        return f"{scheme}://**********@{rest.split('@', 1)[1]}"
+    return url
+
+
 def masked_dump(settings: Settings) -> dict[str, Any]:
     """The effective configuration as plain data, with every secret shown as `**********`."""
     data = settings.model_dump(mode="json")
+    data["opensearch"]["hosts"] = [_mask_userinfo(host) for host in settings.opensearch.hosts]
     data["dlq"]["topic"] = settings.dlq_topic
     data["opensearch"]["physical_index"] = settings.physical_index
     return data

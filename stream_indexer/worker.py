@@ -158,7 +158,8 @@ class PartitionWorker:
             self._drop_buffer()
         self._wakeup.set()
         task = self._task
-        if task is None:
+        if task is None or task.done():
+            self._drop_buffer()
             return
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=deadline_s)

@@ -191,15 +191,6 @@ def test_a_short_or_malformed_response_retries_everything(response: dict[str, An
     assert all(r.outcome is ItemOutcome.RETRY for r in results)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG stream_indexer/bulk.py parse_items (lines ~130-137): an item of the right count "
-        "but odd shape (not a dict, no status) becomes status 0 -> RECORD_ERROR, which burns "
-        "the attempt budget and dead-letters a good record; a non-int status raises TypeError "
-        "and crashes the partition worker. The docstring promises 'odd response is all-retry'."
-    ),
-)
 @pytest.mark.parametrize(
     "item",
     [

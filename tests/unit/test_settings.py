@@ -166,15 +166,6 @@ def test_an_unknown_override_field_is_rejected() -> None:
         load_settings({"opensearch.host": "http://x:9200"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG stream_indexer/settings.py load_settings (~line 247-253) catches only "
-        "ValidationError: a section variable with invalid JSON "
-        "(STREAM_INDEXER_KAFKA=notjson) raises pydantic_settings.SettingsError, so "
-        "`stream-indexer config show` exits 1 with a traceback instead of 2 with a message"
-    ),
-)
 def test_a_section_variable_that_is_not_json_raises_config_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -256,13 +247,6 @@ def test_source_dsn_falls_back_to_the_postgres_dsn(monkeypatch: pytest.MonkeyPat
     assert load_settings().source_dsn == "postgresql://main/db"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HARDENING stream_indexer/settings.py masked_dump: credentials inside an OpenSearch "
-        "host URL (https://user:pw@host) are printed as-is by masked_dump / config show"
-    ),
-)
 def test_credentials_in_host_urls_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
     setenv(monkeypatch, OPENSEARCH__HOSTS=f"https://indexer:{SECRET}@os-1:9200")
     assert SECRET not in json.dumps(masked_dump(load_settings()))
