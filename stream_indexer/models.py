@@ -79,8 +79,16 @@ class Listing(BaseModel):
     created_at: AwareDatetime | None = None
 
     def to_document(self) -> dict[str, Any]:
-        """The `_source` fields for OpenSearch: known fields only, absent ones left out."""
-        return self.model_dump(exclude_none=True)
+        """The `_source` fields for OpenSearch: known fields only, absent ones left out.
+
+        Equal to `model_dump(exclude_none=True)` (a unit test holds them together) at half
+        its cost: this runs once per indexed document.
+        """
+        document = {name: value for name, value in self.__dict__.items() if value is not None}
+        location = self.location
+        if location is not None:
+            document["location"] = {"lat": location.lat, "lon": location.lon}
+        return document
 
 
 class ListingEvent(BaseModel):

@@ -34,7 +34,7 @@ from stream_indexer.errors import (
     SourceUnavailableError,
 )
 from stream_indexer.hydrate import SourceLoader
-from stream_indexer.metrics import Metrics
+from stream_indexer.metrics import Metrics, observe_many
 from stream_indexer.models import ListingEvent
 from stream_indexer.offsets import OffsetTracker
 from stream_indexer.poison import dead_letter_for
@@ -272,9 +272,14 @@ class PartitionWorker:
             items.labels("stale").inc(outcome.stale)
         if outcome.letters:
             items.labels("dead_lettered").inc(len(outcome.letters))
-        observe = metrics.latency.observe
+        # records fetched together finish together: one observation per fetch, weighted
+        run_start, run_len = batch[0][2], 0
         for _record, _size, fetched_at in batch:
-            observe(now - fetched_at)
+            if fetched_at != run_start:
+                observe_many(metrics.latency, now - run_start, run_len)
+                run_start, run_len = fetched_at, 0
+            run_len += 1
+        observe_many(metrics.latency, now - run_start, run_len)
 
     async def _prepare_writes(
         self, winners: list[_Decoded], outcome: _BatchOutcome
