@@ -88,10 +88,10 @@ async def dlq_records(settings: Settings, expected: int) -> list[Any]:
     found: list[Any] = []
 
     async def enough() -> bool:
-        found[:] = await read_topic(bootstrap, settings.dlq_topic, expected=expected, timeout=2)
+        found[:] = await read_topic(bootstrap, settings.dlq_topic, expected=expected, within_s=2)
         return len(found) >= expected
 
-    await wait_for(enough, timeout=60, what=f"{expected} records in the DLQ topic", step=0)
+    await wait_for(enough, within_s=60, what=f"{expected} records in the DLQ topic", step=0)
     return sorted(found, key=lambda r: r.offset)
 
 
@@ -148,11 +148,11 @@ async def test_poison_replays_come_back_with_a_count_until_the_limit_refuses_the
         assert code == 0
         assert "replayed 0 of 1 records examined" in out
         assert "skipped 1 at the replay limit (x-replay-count >= 3)" in out
-        assert len(await read_topic(bootstrap, settings.dlq_topic, expected=4, timeout=2)) == 4
+        assert len(await read_topic(bootstrap, settings.dlq_topic, expected=4, within_s=2)) == 4
 
         code, out, _ = await replay(capsys, "--max-replays", "5", "--dry-run")
         assert code == 0 and "nothing was published" in out
-    source = await read_topic(bootstrap, settings.kafka.topic, expected=4, timeout=5)
+    source = await read_topic(bootstrap, settings.kafka.topic, expected=4, within_s=5)
     assert len(source) == 4
     assert {record.partition for record in source} == {sent.partition}
     [row] = await dlq_rows(settings.postgres.dsn.get_secret_value())
@@ -233,18 +233,18 @@ async def test_records_valid_now_are_indexed_after_replay(
         async def indexed(*ids: int) -> bool:
             return set(ids) <= set(await read_alias(opensearch_url, alias))
 
-        await wait_for(lambda: indexed(801, 802), timeout=60, what="801 and 802 indexed")
+        await wait_for(lambda: indexed(801, 802), within_s=60, what="801 and 802 indexed")
         assert 803 not in await read_alias(opensearch_url, alias)
 
         other = await replay_json(
             capsys, "--group-id", "other-replay", "--listing-id", "803", "--to-topic", topic
         )
         assert (other["replayed"], other["filtered_out"]) == (1, 2)
-        await wait_for(lambda: indexed(803), timeout=60, what="803 indexed")
+        await wait_for(lambda: indexed(803), within_s=60, what="803 indexed")
 
     docs = await read_alias(opensearch_url, alias)
     assert docs[801]["title"] == "Fixed listing 801" and docs[801]["version"] == 5
-    source = await read_topic(bootstrap, topic, expected=3, timeout=5)
+    source = await read_topic(bootstrap, topic, expected=3, within_s=5)
     assert sorted(record.key for record in source) == [b"801", b"802", b"803"]
     for record in source:
         assert list(record.headers) == [("trace", record.key), ("x-replay-count", b"1")]

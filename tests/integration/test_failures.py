@@ -82,10 +82,10 @@ async def test_opensearch_outage_pauses_and_holds_offsets_then_everything_is_ind
         metrics = Metrics(CollectorRegistry())
         ends = await produce_records(kafka_bootstrap, topic, plan.records)
         async with IndexerService(settings, metrics) as service:
-            await wait_for(lambda: _any(service), timeout=60, what="a first commit", step=0.05)
+            await wait_for(lambda: _any(service), within_s=60, what="a first commit", step=0.05)
             await proxy.set_mode(Mode.REFUSE)
             await wait_for(
-                lambda: _is_open(service), timeout=60, what="the circuit to open", step=0.05
+                lambda: _is_open(service), within_s=60, what="the circuit to open", step=0.05
             )
             at_open = _committed(service)
             assert _sample(metrics, "stream_indexer_circuit_state") == CircuitState.OPEN
@@ -96,7 +96,7 @@ async def test_opensearch_outage_pauses_and_holds_offsets_then_everything_is_ind
             assert _sample(metrics, "stream_indexer_paused_partitions") == len(service.assignment)
             assert sum(at_open.values()) < sum(ends.values()), "outage was not mid-stream"
             await proxy.set_mode(Mode.PASS)
-            await wait_for(lambda: _caught_up(service, ends), timeout=120, what="catch-up")
+            await wait_for(lambda: _caught_up(service, ends), within_s=120, what="catch-up")
             assert service.circuit.state is CircuitState.CLOSED
             assert service.circuit.opened_total >= 1
     assert _sample(metrics, "stream_indexer_circuit_state") == CircuitState.CLOSED
@@ -141,7 +141,7 @@ async def test_sink_absent_at_start_then_present_with_compressed_poison_stream(
             assert not starting.done()
             await proxy.set_mode(Mode.PASS)
             await asyncio.wait_for(starting, 60)
-            await wait_for(lambda: _caught_up(service, ends), timeout=90, what="catch-up")
+            await wait_for(lambda: _caught_up(service, ends), within_s=90, what="catch-up")
         finally:
             await service.stop()
     await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
@@ -194,7 +194,7 @@ async def test_mixed_item_results_resend_only_failures_and_hold_the_offset(
         ends = await produce_records(kafka_bootstrap, topic, records)
         async with IndexerService(settings, Metrics(CollectorRegistry())) as service:
             service_box.append(service)
-            await wait_for(lambda: _caught_up(service, ends), timeout=60, what="catch-up")
+            await wait_for(lambda: _caught_up(service, ends), within_s=60, what="catch-up")
         sent = [request.ids for request in fake.requests]
     assert sent == [["1", "2", "3", "4", "5", "6"], ["4", "5"], ["4"]]
     # while items were retrying, nothing of the batch was committed
@@ -230,10 +230,10 @@ async def test_postgres_down_holds_the_offset_at_poison_then_one_row_and_one_rec
             await asyncio.wait_for(service.assigned.wait(), 30)
             await proxy.set_mode(Mode.REFUSE)
             ends = await produce_records(kafka_bootstrap, topic, records)
-            await wait_for(lambda: _dlq_failed(metrics, 3), timeout=60, what="failed DLQ writes")
+            await wait_for(lambda: _dlq_failed(metrics, 3), within_s=60, what="failed DLQ writes")
             assert _committed(service).get(0, -1) <= 2, "committed past the held poison record"
             await proxy.set_mode(Mode.PASS)
-            await wait_for(lambda: _caught_up(service, ends), timeout=60, what="catch-up")
+            await wait_for(lambda: _caught_up(service, ends), within_s=60, what="catch-up")
     rows = await dlq_rows(pg_dsn)
     assert [(row["listing_id"], row["offset"], row["attempts"]) for row in rows] == [(77, 2, 1)]
     dead = await read_topic(kafka_bootstrap, f"{topic}.dlq", expected=1)
@@ -272,7 +272,7 @@ async def test_poison_flood_keeps_valid_records_flowing(
     )
     ends = await produce_records(kafka_bootstrap, topic, plan.records)
     async with IndexerService(settings, Metrics(CollectorRegistry())) as service:
-        await wait_for(lambda: _caught_up(service, ends), timeout=120, what="catch-up")
+        await wait_for(lambda: _caught_up(service, ends), within_s=120, what="catch-up")
     await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
     assert len(await dlq_rows(pg_dsn)) == plan.poison
     assert TopicPartition(topic, 0) in service.committed_offsets()

@@ -7,11 +7,6 @@ import asyncio
 import asyncpg
 import orjson
 from prometheus_client import CollectorRegistry
-
-from stream_indexer.demo import plan_events, produce_records
-from stream_indexer.metrics import Metrics
-from stream_indexer.migrate import migrate_up
-from stream_indexer.service import IndexerService
 from support.pipeline import (
     assert_index_matches,
     caught_up,
@@ -22,6 +17,11 @@ from support.pipeline import (
     wait_for,
 )
 from support.stack_fixtures import TopicFactory
+
+from stream_indexer.demo import plan_events, produce_records
+from stream_indexer.metrics import Metrics
+from stream_indexer.migrate import migrate_up
+from stream_indexer.service import IndexerService
 
 PARTITIONS = 6
 
@@ -51,7 +51,7 @@ async def test_final_index_is_newest_version_commits_reach_end_and_poison_is_dea
     async with IndexerService(settings, metrics) as service:
         await wait_for(
             lambda: _done(service, topic, ends),
-            timeout=120,
+            within_s=120,
             what="the indexer to commit every produced offset",
         )
     group = settings.kafka.group_id
@@ -160,7 +160,7 @@ async def test_thin_events_load_from_the_source_table_and_missing_rows_delete(
     )
     ends = await produce_records(kafka_bootstrap, topic, plan.records)
     async with IndexerService(settings, Metrics(CollectorRegistry())) as service:
-        await wait_for(lambda: _done(service, topic, ends), timeout=60, what="catch-up")
+        await wait_for(lambda: _done(service, topic, ends), within_s=60, what="catch-up")
     # A thin event whose listing is deleted in the source has no row: it must be deleted.
     await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
 
@@ -191,9 +191,7 @@ async def test_stop_commits_what_is_done_and_restart_resumes(
     ends = await produce_records(kafka_bootstrap, topic, plan.records)
     service = IndexerService(settings, Metrics(CollectorRegistry()))
     await service.start()
-    await wait_for(
-        lambda: _any_committed(service), timeout=60, what="a first commit", step=0.05
-    )
+    await wait_for(lambda: _any_committed(service), within_s=60, what="a first commit", step=0.05)
     await service.stop()
     stopped_at = {tp.partition: offset for tp, offset in service.committed_offsets().items()}
     assert stopped_at, "the service committed nothing before it stopped"
@@ -202,7 +200,7 @@ async def test_stop_commits_what_is_done_and_restart_resumes(
     assert sum(stopped_at.values()) < sum(ends.values()), "stopped too late to test a resume"
     fast = settings.model_copy(update={"batch": type(settings.batch)()})
     async with IndexerService(fast, Metrics(CollectorRegistry())) as again:
-        await wait_for(lambda: _done(again, topic, ends), timeout=90, what="catch-up")
+        await wait_for(lambda: _done(again, topic, ends), within_s=90, what="catch-up")
     await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
 
 

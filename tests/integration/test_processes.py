@@ -8,10 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from stream_indexer.demo import plan_events, produce_records
-from stream_indexer.migrate import migrate_up
-from stream_indexer.settings import Settings
 from support.pipeline import (
     assert_index_matches,
     caught_up,
@@ -22,6 +18,10 @@ from support.pipeline import (
     wait_for,
 )
 from support.stack_fixtures import TopicFactory
+
+from stream_indexer.demo import plan_events, produce_records
+from stream_indexer.migrate import migrate_up
+from stream_indexer.settings import Settings
 
 PARTITIONS = 6
 pytestmark = pytest.mark.slow
@@ -55,8 +55,8 @@ async def _committed_total(settings: Settings) -> int:
     return sum(max(0, o) for o in offsets.values())
 
 
-async def _wait_exit(process: subprocess.Popen[bytes], timeout: float) -> int:
-    return await asyncio.wait_for(asyncio.to_thread(process.wait), timeout)
+async def _wait_exit(process: subprocess.Popen[bytes], within_s: float) -> int:
+    return await asyncio.wait_for(asyncio.to_thread(process.wait), within_s)
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
@@ -88,7 +88,7 @@ async def test_sigkill_mid_stream_then_restart_reaches_the_same_final_state(
     first = start_indexer(settings, log_path=str(tmp_path / "first.log"))
     try:
         await wait_for(
-            lambda: _some_committed(settings), timeout=90, what="a first commit", step=0.1
+            lambda: _some_committed(settings), within_s=90, what="a first commit", step=0.1
         )
         first.send_signal(signal.SIGKILL)
         await _wait_exit(first, 10)
@@ -103,7 +103,7 @@ async def test_sigkill_mid_stream_then_restart_reaches_the_same_final_state(
             lambda: caught_up(
                 kafka_bootstrap, settings.kafka.group_id, settings.kafka.topic, ends, PARTITIONS
             ),
-            timeout=150,
+            within_s=150,
             what="the restarted indexer to catch up",
         )
         second.send_signal(signal.SIGTERM)
@@ -127,9 +127,7 @@ async def test_sigterm_exits_zero_with_everything_done_committed(
     unique_name: str,
     tmp_path: Path,
 ) -> None:
-    settings = await _prepare(
-        kafka_bootstrap, opensearch_url, pg_dsn, topic_factory, unique_name
-    )
+    settings = await _prepare(kafka_bootstrap, opensearch_url, pg_dsn, topic_factory, unique_name)
     plan = plan_events(2_000, listings=500, seed=4)
     ends = await produce_records(kafka_bootstrap, settings.kafka.topic, plan.records)
     process = start_indexer(settings, log_path=str(tmp_path / "indexer.log"))
@@ -138,7 +136,7 @@ async def test_sigterm_exits_zero_with_everything_done_committed(
             lambda: caught_up(
                 kafka_bootstrap, settings.kafka.group_id, settings.kafka.topic, ends, PARTITIONS
             ),
-            timeout=90,
+            within_s=90,
             what="catch-up",
         )
         process.send_signal(signal.SIGTERM)
@@ -173,12 +171,12 @@ async def test_two_members_split_partitions_and_one_leaving_keeps_the_index_exac
     b = start_indexer(settings, log_path=str(tmp_path / "b.log"))
     try:
         await wait_for(
-            lambda: _both_assigned(tmp_path), timeout=60, what="both members to get partitions"
+            lambda: _both_assigned(tmp_path), within_s=120, what="both members to get partitions"
         )
         plan = plan_events(8_000, listings=2_000, seed=8)
         ends = await produce_records(kafka_bootstrap, settings.kafka.topic, plan.records)
         await wait_for(
-            lambda: _some_committed(settings), timeout=60, what="a first commit", step=0.1
+            lambda: _some_committed(settings), within_s=60, what="a first commit", step=0.1
         )
         b.send_signal(signal.SIGTERM)
         assert await _wait_exit(b, 40) == 0
@@ -186,7 +184,7 @@ async def test_two_members_split_partitions_and_one_leaving_keeps_the_index_exac
             lambda: caught_up(
                 kafka_bootstrap, settings.kafka.group_id, settings.kafka.topic, ends, PARTITIONS
             ),
-            timeout=150,
+            within_s=150,
             what="the remaining member to catch up",
         )
         a.send_signal(signal.SIGTERM)

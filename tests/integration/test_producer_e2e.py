@@ -68,4 +68,4 @@ async def test_events_from_the_library_and_the_outbox_are_indexed(
         OutboxRelay(settings, registry=CollectorRegistry()),
         service.IndexerService(settings, Metrics(CollectorRegistry())),
     ):
-        await wait_for(indexed, timeout=120, what="the emitted events to be indexed")
+        await wait_for(indexed, within_s=120, what="the emitted events to be indexed")

@@ -130,9 +130,7 @@ async def assert_index_matches(opensearch_url: str, alias: str, plan: DemoPlan) 
         f"{len(set(actual) - set(expected))} unexpected, "
         f"{len(set(expected) - set(actual))} missing listings"
     )
-    mismatched = [
-        lid for lid, doc in expected.items() if normalise(actual[lid]) != normalise(doc)
-    ]
+    mismatched = [lid for lid, doc in expected.items() if normalise(actual[lid]) != normalise(doc)]
     assert not mismatched, f"{len(mismatched)} listings differ, e.g. {mismatched[:5]}"
 
 
@@ -155,15 +153,15 @@ async def committed_offsets(
 
 
 async def wait_for(
-    condition: Callable[[], Awaitable[bool]], *, timeout: float, what: str, step: float = 0.25
+    condition: Callable[[], Awaitable[bool]], *, within_s: float, what: str, step: float = 0.25
 ) -> None:
     """Poll an async condition (an external process's state has no event to await)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within_s
     while True:
         if await condition():
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise AssertionError(f"timed out after {within_s:.0f} s waiting for {what}")
         await asyncio.sleep(step)
 
 
@@ -185,7 +183,9 @@ async def dlq_rows(dsn: str, table: str = "opensearch_indexing_dlq") -> list[asy
         await conn.close()
 
 
-async def read_topic(bootstrap: str, topic: str, *, expected: int, timeout: float = 30) -> list[Any]:
+async def read_topic(
+    bootstrap: str, topic: str, *, expected: int, within_s: float = 30
+) -> list[Any]:
     """Read at least `expected` records from the start of `topic` (all partitions)."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
@@ -193,7 +193,7 @@ async def read_topic(bootstrap: str, topic: str, *, expected: int, timeout: floa
     await consumer.start()
     records: list[Any] = []
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within_s
         while len(records) < expected and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             for chunk in batch.values():
