@@ -84,6 +84,8 @@ class IndexerService:
         self._started = False
         self.last_fetch = time.monotonic()
         self.last_commit = time.monotonic()
+        #: last time no assigned partition had lag (the stall detector's other clock)
+        self._caught_up_at = time.monotonic()
         #: set once the consumer has joined the group and got its first assignment
         self.assigned = asyncio.Event()
 
@@ -280,16 +282,21 @@ class IndexerService:
         consumer = self._consumer
         assert consumer is not None
         now = time.monotonic()
+        behind = False
         for tp, worker in self._workers.items():
             labels = (tp.topic, str(tp.partition))
             highwater = consumer.highwater(tp)
             committed = self._committed.get(tp)
             if highwater is not None and committed is not None:
-                self.metrics.consumer_lag.labels(*labels).set(max(0, highwater - committed))
+                lag = max(0, highwater - committed)
+                self.metrics.consumer_lag.labels(*labels).set(lag)
+                behind = behind or lag > 0
             since = worker.tracker.oldest_pending_since()
             self.metrics.oldest_uncommitted_age.labels(*labels).set(
                 0.0 if since is None else now - since
             )
+        if not behind:
+            self._caught_up_at = now
 
     # -- committing -------------------------------------------------------------------
 
@@ -391,9 +398,15 @@ class IndexerService:
         """Alive while the fetch loop turns (it wakes at least every 200 ms)."""
         if self._fetch_task is not None and self._fetch_task.done():
             return False, "fetch loop exited"
-        idle = time.monotonic() - self.last_fetch
+        now = time.monotonic()
+        idle = now - self.last_fetch
         if idle > max(30.0, self.settings.kafka.max_poll_interval_ms / 1000):
             return False, f"no fetch for {idle:.0f} s"
+        stalled = now - max(self.last_commit, self._caught_up_at)
+        if stalled > self.settings.metrics.stall_timeout_s and not self.circuit.is_open:
+            # lag > 0 and nothing committed for that long (an open circuit is an outage,
+            # reported by /readyz; restarting the pod would not help)
+            return False, f"stalled: behind and no commit for {stalled:.0f} s"
         return True, "consuming"
 
     def readiness(self) -> tuple[bool, str]:

@@ -192,6 +192,9 @@ class MetricsSettings(_Section):
     host: str = "0.0.0.0"
     port: int = Field(default=9108, ge=0, le=65535)
     enabled: bool = True
+    stall_timeout_s: float = Field(
+        default=300.0, gt=0, description="/healthz fails when behind and no commit for this long"
+    )
 
 
 class LogSettings(_Section):

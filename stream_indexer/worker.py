@@ -347,6 +347,13 @@ class PartitionWorker:
         outcome.letters.append(self._letter(item.record, error, attempts=write.attempts))
 
     def _letter(self, record: Any, error: BaseException, *, attempts: int) -> DeadLetter:
+        letter = dead_letter_for(
+            record,
+            error,
+            attempts=attempts,
+            consumer_group=self._ctx.group_id,
+            redactor=self._ctx.redactor,
+        )
         log.warning(
             "dead-lettering record: %s",
             error,
@@ -354,10 +361,11 @@ class PartitionWorker:
                 "topic": record.topic,
                 "partition": record.partition,
                 "offset": record.offset,
-                "error_class": getattr(error, "error_class", type(error).__name__),
+                "listing_id": letter.listing_id,
+                "error_class": letter.error_class,
             },
         )
-        return dead_letter_for(record, error, attempts=attempts, consumer_group=self._ctx.group_id)
+        return letter
 
     async def _dead_letter(self, letters: list[DeadLetter]) -> None:
         """Write to both DLQ stores; hold (retry forever) until both have them."""

@@ -207,3 +207,50 @@ async def test_stop_commits_what_is_done_and_restart_resumes(
 async def _any_committed(service: IndexerService) -> bool:
     await asyncio.sleep(0)
     return bool(service.committed_offsets())
+
+
+async def test_dead_letters_are_redacted_when_configured(
+    kafka_bootstrap: str,
+    opensearch_url: str,
+    pg_dsn: str,
+    topic_factory: TopicFactory,
+    unique_name: str,
+) -> None:
+    topic = await topic_factory(partitions=1)
+    await topic_factory(partitions=1, name=f"{topic}.dlq")
+    await migrate_up(pg_dsn)
+    bad = {
+        "event_id": "4b5e7c1e-0f7e-4c55-9d6a-1f1f1f1f1f1f",
+        "action": "index",
+        "listing_id": 5,
+        "version": 1,
+        "occurred_at": "2026-11-28T10:00:00Z",
+        "data": {
+            "id": 5,
+            "title": "",
+            "price": 1,
+            "status": "active",
+            "updated_at": "2026-11-28T10:00:00Z",
+            "description": "call 555-0100",
+            "city": "Berlin",
+        },
+    }
+    settings = pipeline_settings(
+        bootstrap=kafka_bootstrap,
+        opensearch_url=opensearch_url,
+        pg_dsn=pg_dsn,
+        topic=topic,
+        name=unique_name,
+        **{"dlq.redact_drop_fields": "description", "dlq.redact_hash_fields": "city"},
+    )
+    ends = await produce_records(kafka_bootstrap, topic, [(b"5", orjson.dumps(bad))])
+    async with IndexerService(settings, Metrics(CollectorRegistry())) as service:
+        await wait_for(lambda: _done(service, topic, ends), within_s=60, what="catch-up")
+    (row,) = await dlq_rows(pg_dsn)
+    assert row["error_class"] == "schema_invalid"
+    stored = orjson.loads(row["value"])
+    assert "description" not in stored["data"]
+    assert stored["data"]["city"].startswith("sha256:")
+    assert b"555-0100" not in row["value"] and "555-0100" not in str(row["data"])
+    (record,) = await read_topic(kafka_bootstrap, f"{topic}.dlq", expected=1)
+    assert record.value == row["value"]
