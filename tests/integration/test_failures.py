@@ -14,6 +14,7 @@ from support.pipeline import (
     assert_index_matches,
     dlq_rows,
     pipeline_settings,
+    prepare_pipeline,
     read_topic,
     wait_for,
 )
@@ -22,7 +23,6 @@ from support.stack_fixtures import TopicFactory
 from stream_indexer.circuit import CircuitState
 from stream_indexer.demo import event_bytes, listing_data, plan_events, produce_records
 from stream_indexer.metrics import Metrics
-from stream_indexer.migrate import migrate_up
 from stream_indexer.service import IndexerService
 
 FAST_RETRY = {
@@ -65,9 +65,7 @@ async def test_opensearch_outage_pauses_and_holds_offsets_then_everything_is_ind
     topic_factory: TopicFactory,
     unique_name: str,
 ) -> None:
-    topic = await topic_factory(partitions=6)
-    await topic_factory(partitions=1, name=f"{topic}.dlq")
-    await migrate_up(pg_dsn)
+    topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=6)
     plan = plan_events(6_000, listings=1_500, seed=31, poison_every=0)
     async with FaultProxy(*_host_port(opensearch_url)) as proxy:
         settings = pipeline_settings(
@@ -119,9 +117,7 @@ async def test_sink_absent_at_start_then_present_with_compressed_poison_stream(
     topic_factory: TopicFactory,
     unique_name: str,
 ) -> None:
-    topic = await topic_factory(partitions=3)
-    await topic_factory(partitions=1, name=f"{topic}.dlq")
-    await migrate_up(pg_dsn)
+    topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=3)
     plan = plan_events(2_000, listings=400, seed=32, poison_every=100)
     async with FaultProxy(*_host_port(opensearch_url)) as proxy:
         await proxy.set_mode(Mode.RESET)
@@ -154,9 +150,7 @@ async def test_mixed_item_results_resend_only_failures_and_hold_the_offset(
     topic_factory: TopicFactory,
     unique_name: str,
 ) -> None:
-    topic = await topic_factory(partitions=1)
-    await topic_factory(partitions=1, name=f"{topic}.dlq")
-    await migrate_up(pg_dsn)
+    topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=1)
     import random
     from datetime import UTC, datetime
 
@@ -210,9 +204,7 @@ async def test_postgres_down_holds_the_offset_at_poison_then_one_row_and_one_rec
     topic_factory: TopicFactory,
     unique_name: str,
 ) -> None:
-    topic = await topic_factory(partitions=1)
-    await topic_factory(partitions=1, name=f"{topic}.dlq")
-    await migrate_up(pg_dsn)
+    topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=1)
     plan = plan_events(4, listings=4, seed=33, poison_every=0, delete_ratio=0)
     records = list(plan.records)
     records.insert(2, (b"77", b'{"broken json'))
@@ -258,9 +250,7 @@ async def test_poison_flood_keeps_valid_records_flowing(
     topic_factory: TopicFactory,
     unique_name: str,
 ) -> None:
-    topic = await topic_factory(partitions=3)
-    await topic_factory(partitions=1, name=f"{topic}.dlq")
-    await migrate_up(pg_dsn)
+    topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=3)
     plan = plan_events(1_500, listings=500, seed=34, poison_every=1)
     assert plan.poison == 1_500
     settings = pipeline_settings(

@@ -13,6 +13,7 @@ from support.pipeline import (
     committed_offsets,
     dlq_rows,
     pipeline_settings,
+    prepare_pipeline,
     read_topic,
     wait_for,
 )
@@ -20,7 +21,6 @@ from support.stack_fixtures import TopicFactory
 
 from stream_indexer.demo import plan_events, produce_records
 from stream_indexer.metrics import Metrics
-from stream_indexer.migrate import migrate_up
 from stream_indexer.service import IndexerService
 
 PARTITIONS = 6
@@ -33,9 +33,7 @@ async def test_final_index_is_newest_version_commits_reach_end_and_poison_is_dea
     topic_factory: TopicFactory,
     unique_name: str,
 ) -> None:
-    topic = await topic_factory(partitions=PARTITIONS)
-    await topic_factory(partitions=1, name=f"{topic}.dlq")
-    await migrate_up(pg_dsn)
+    topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=PARTITIONS)
     plan = plan_events(3_000, listings=600, seed=11, poison_every=300)
     assert plan.out_of_order and plan.duplicates and plan.deletes and plan.poison
     settings = pipeline_settings(
@@ -106,9 +104,7 @@ async def test_thin_events_load_from_the_source_table_and_missing_rows_delete(
     topic_factory: TopicFactory,
     unique_name: str,
 ) -> None:
-    topic = await topic_factory(partitions=2)
-    await topic_factory(partitions=1, name=f"{topic}.dlq")
-    await migrate_up(pg_dsn)
+    topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=2)
     plan = plan_events(400, listings=80, seed=5, thin_ratio=0.5, poison_every=0)
     assert plan.thin > 0
     conn = await asyncpg.connect(pg_dsn)
@@ -172,9 +168,7 @@ async def test_stop_commits_what_is_done_and_restart_resumes(
     topic_factory: TopicFactory,
     unique_name: str,
 ) -> None:
-    topic = await topic_factory(partitions=PARTITIONS)
-    await topic_factory(partitions=1, name=f"{topic}.dlq")
-    await migrate_up(pg_dsn)
+    topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=PARTITIONS)
     plan = plan_events(8_000, listings=2_000, seed=3)
     settings = pipeline_settings(
         bootstrap=kafka_bootstrap,
@@ -216,9 +210,7 @@ async def test_dead_letters_are_redacted_when_configured(
     topic_factory: TopicFactory,
     unique_name: str,
 ) -> None:
-    topic = await topic_factory(partitions=1)
-    await topic_factory(partitions=1, name=f"{topic}.dlq")
-    await migrate_up(pg_dsn)
+    topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=1)
     bad = {
         "event_id": "4b5e7c1e-0f7e-4c55-9d6a-1f1f1f1f1f1f",
         "action": "index",

@@ -14,13 +14,13 @@ from support.pipeline import (
     committed_offsets,
     dlq_rows,
     pipeline_settings,
+    prepare_pipeline,
     start_indexer,
     wait_for,
 )
 from support.stack_fixtures import TopicFactory
 
 from stream_indexer.demo import plan_events, produce_records
-from stream_indexer.migrate import migrate_up
 from stream_indexer.settings import Settings
 
 PARTITIONS = 6
@@ -35,9 +35,7 @@ async def _prepare(
     unique_name: str,
     **extra: object,
 ) -> Settings:
-    topic = await topic_factory(partitions=PARTITIONS)
-    await topic_factory(partitions=1, name=f"{topic}.dlq")
-    await migrate_up(pg_dsn)
+    topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=PARTITIONS)
     return pipeline_settings(
         bootstrap=kafka_bootstrap,
         opensearch_url=opensearch_url,
@@ -170,9 +168,14 @@ async def test_two_members_split_partitions_and_one_leaving_keeps_the_index_exac
     a = start_indexer(settings, log_path=str(tmp_path / "a.log"))
     b = start_indexer(settings, log_path=str(tmp_path / "b.log"))
     try:
-        await wait_for(
-            lambda: _both_assigned(tmp_path), within_s=120, what="both members to get partitions"
-        )
+        try:
+            await wait_for(
+                lambda: _both_assigned(tmp_path),
+                within_s=120,
+                what="both members to get partitions",
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{_group_log(tmp_path)}") from None
         plan = plan_events(8_000, listings=2_000, seed=8)
         ends = await produce_records(kafka_bootstrap, settings.kafka.topic, plan.records)
         await wait_for(
@@ -199,6 +202,17 @@ async def _both_assigned(tmp_path: Path) -> bool:
     """Each member logs its assignment; both must own a non-empty, disjoint share."""
     shares = [_assigned_partitions((tmp_path / f"{m}.log").read_text()) for m in ("a", "b")]
     return all(shares) and not (shares[0] & shares[1]) and len(shares[0] | shares[1]) == PARTITIONS
+
+
+def _group_log(tmp_path: Path) -> str:
+    """The members' group-membership lines, for a failure message."""
+    keep = ("partitions assigned", "Joined", "Revoking", "rror", "SIGTERM", "stopped")
+    lines = []
+    for member in ("a", "b"):
+        for line in (tmp_path / f"{member}.log").read_text().splitlines():
+            if any(word in line for word in keep):
+                lines.append(f"{member}: {line[:300]}")
+    return "\n".join(lines[-40:])
 
 
 def _assigned_partitions(log: str) -> set[int]:

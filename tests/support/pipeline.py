@@ -21,6 +21,18 @@ from stream_indexer.models import Listing
 from stream_indexer.settings import Settings, load_settings
 
 
+async def prepare_pipeline(
+    topic_factory: Callable[..., Awaitable[str]], pg_dsn: str, *, partitions: int
+) -> str:
+    """A fresh topic with its `.dlq` topic, and the migrated DLQ table; returns the topic."""
+    from stream_indexer.migrate import migrate_up
+
+    topic = await topic_factory(partitions=partitions)
+    await topic_factory(partitions=1, name=f"{topic}.dlq")
+    await migrate_up(pg_dsn)
+    return topic
+
+
 def pipeline_settings(
     *, bootstrap: str, opensearch_url: str, pg_dsn: str, topic: str, name: str, **extra: Any
 ) -> Settings:
