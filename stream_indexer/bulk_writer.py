@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream_indexer.backoff import Backoff
-from stream_indexer.bulk import ItemOutcome, PendingWrite, build_body, parse_items
+from stream_indexer.bulk import ItemOutcome, ItemResult, PendingWrite
+from stream_indexer.bulk_assembler import BulkAssembler
 from stream_indexer.circuit import CircuitBreaker
 from stream_indexer.errors import (
     MappingRejectedError,
@@ -52,14 +53,14 @@ class BulkWriter:
         backoff: Backoff,
         metrics: Metrics,
         retry: RetrySettings,
-        bulk_slots: asyncio.Semaphore,
+        assembler: BulkAssembler,
     ) -> None:
         self._sink = sink
         self._circuit = circuit
         self._backoff = backoff
         self._metrics = metrics
         self._retry = retry
-        self._slots = bulk_slots
+        self._assembler = assembler
         #: monotonic time of the last bulk request the sink answered
         self.last_answer = time.monotonic()
 
@@ -72,8 +73,9 @@ class BulkWriter:
         request_failures = 0
         item_rounds = 0
         while pending:
+            await self._circuit.wait_passable()
             try:
-                response = await self._send(pending)
+                results = await self._assembler.send(pending)
             except SinkUnavailableError as exc:
                 request_failures += 1
                 self._circuit.record_failure()
@@ -88,38 +90,23 @@ class BulkWriter:
                 continue
             self._circuit.record_success()
             self.last_answer = time.monotonic()
-            pending = self._sort_items(pending, response, outcome, started)
+            pending = self._sort_items(pending, results, outcome, started)
             if pending:
                 item_rounds += 1
                 await asyncio.sleep(self._backoff.delay(item_rounds))
         return outcome
 
-    async def _send(self, pending: list[PendingWrite]) -> dict[str, Any]:
-        await self._circuit.wait_passable()
-        body = build_body(pending)
-        metrics = self._metrics
-        async with self._slots:
-            metrics.bulk_in_flight.inc()
-            began = time.perf_counter()
-            try:
-                response = await self._sink.bulk(body, len(pending))
-            finally:
-                metrics.bulk_in_flight.dec()
-        metrics.bulk_duration.observe(time.perf_counter() - began)
-        metrics.bulk_size.observe(len(pending))
-        return response
-
     def _sort_items(
         self,
         pending: list[PendingWrite],
-        response: dict[str, Any],
+        results: list[ItemResult],
         outcome: BulkOutcome,
         started: float,
     ) -> list[PendingWrite]:
         """File each item's answer into `outcome`; return the writes to send again."""
         metrics = self._metrics
         retry: list[PendingWrite] = []
-        for write, result in zip(pending, parse_items(response, len(pending)), strict=True):
+        for write, result in zip(pending, results, strict=True):
             kind = result.outcome
             if kind is ItemOutcome.WRITTEN:
                 outcome.written.append(write)

@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from stream_indexer.backoff import Backoff
+from stream_indexer.bulk_assembler import BulkAssembler
 from stream_indexer.bulk_writer import BulkWriter
 from stream_indexer.circuit import CircuitBreaker, CircuitState
 from stream_indexer.dlq.stats import sample_dlq_table
@@ -67,6 +68,14 @@ class IndexerService:
             gauge=self.metrics.circuit_state,
         )
         self._paused_for_circuit = False
+        opensearch = settings.opensearch
+        self.assembler = BulkAssembler(
+            self.sink,
+            self.metrics,
+            max_in_flight=opensearch.max_in_flight_bulks,
+            max_docs=opensearch.bulk_max_docs,
+            max_bytes=opensearch.bulk_max_bytes,
+        )
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._table: PostgresDeadLetterTable | None = None
@@ -125,7 +134,7 @@ class IndexerService:
                 backoff=backoff,
                 metrics=self.metrics,
                 retry=retry,
-                bulk_slots=asyncio.Semaphore(s.opensearch.max_in_flight_bulks),
+                assembler=self.assembler,
             ),
             group_id=s.kafka.group_id,
             backoff=backoff,
@@ -179,6 +188,7 @@ class IndexerService:
             await self._stop_workers(list(self._workers), deadline)
         await self._commit(final=True)
         await self.circuit.close()
+        await self.assembler.stop()
         await self._close_clients()
         log.info("indexer stopped")
 

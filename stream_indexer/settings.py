@@ -115,6 +115,12 @@ class OpenSearchSettings(_Section):
     ca_certs: str | None = None
     request_timeout_s: float = Field(default=30.0, gt=0)
     max_in_flight_bulks: int = Field(default=4, ge=1)
+    bulk_max_docs: int = Field(
+        default=10_000, ge=1, description="documents per request when batches are combined"
+    )
+    bulk_max_bytes: int = Field(
+        default=20 * MIB, ge=1024, description="body bytes per request when batches are combined"
+    )
     http_compress: bool = False
     create_index: bool = Field(default=True, description="create index and alias on start")
     number_of_shards: int = Field(default=1, ge=1)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,10 +22,10 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from osmem_server import OsmemServer
 from prometheus_client import CollectorRegistry
 
 from stream_indexer.backoff import Backoff
+from stream_indexer.bulk_assembler import BulkAssembler
 from stream_indexer.bulk_writer import BulkWriter
 from stream_indexer.circuit import CircuitBreaker
 from stream_indexer.demo import event_bytes, listing_data
@@ -197,18 +196,19 @@ def listing_source(data: dict[str, Any]) -> dict[str, Any]:
 
 def worker_context(
     app_settings: Settings, sink: OpenSearchSink, dead_letters: CollectingDeadLetters
-) -> tuple[WorkerContext, CircuitBreaker]:
+) -> tuple[WorkerContext, CircuitBreaker, BulkAssembler]:
     """The shared context as the service builds it: real bulk writer and circuit breaker."""
     metrics = Metrics(CollectorRegistry())
     backoff = Backoff(initial_s=0.01, multiplier=2.0, max_s=0.2)
     circuit = CircuitBreaker(probe=sink.ping, probe_backoff=backoff)
+    assembler = BulkAssembler(sink, metrics, max_in_flight=2, max_docs=10_000, max_bytes=1 << 24)
     bulk_writer = BulkWriter(
         sink=sink,
         circuit=circuit,
         backoff=backoff,
         metrics=metrics,
         retry=app_settings.retry,
-        bulk_slots=asyncio.Semaphore(2),
+        assembler=assembler,
     )
     ctx = WorkerContext(
         settings=app_settings,
@@ -220,17 +220,7 @@ def worker_context(
         group_id="g",
         backoff=backoff,
     )
-    return ctx, circuit
-
-
-@pytest.fixture(scope="session")
-def _osmem_pipes_closed(osmem_server: OsmemServer) -> Iterator[None]:
-    """osmem-server 0.1.6 leaves its stdout pipe open after close(): a ResourceWarning at
-    exit under `filterwarnings = error` (same workaround as test_mapping_osmem.py)."""
-    yield
-    osmem_server.close()
-    if osmem_server.process.stdout is not None:
-        osmem_server.process.stdout.close()
+    return ctx, circuit, assembler
 
 
 @settings(
@@ -239,9 +229,7 @@ def _osmem_pipes_closed(osmem_server: OsmemServer) -> Iterator[None]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(scenario=scenarios())
-async def test_newest_version_wins_for_any_delivery(
-    osmem_url: str, _osmem_pipes_closed: None, scenario: Scenario
-) -> None:
+async def test_newest_version_wins_for_any_delivery(osmem_url: str, scenario: Scenario) -> None:
     alias = f"prop_{uuid.uuid4().hex[:10]}"  # a fresh index per example on the shared clone
     app_settings = load_settings(
         {
@@ -253,7 +241,7 @@ async def test_newest_version_wins_for_any_delivery(
     )
     sink = OpenSearchSink(app_settings)
     dead_letters = CollectingDeadLetters()
-    ctx, circuit = worker_context(app_settings, sink, dead_letters)
+    ctx, circuit, assembler = worker_context(app_settings, sink, dead_letters)
     logs = records_by_partition(scenario)
     workers = {p: PartitionWorker(TOPIC, p, ctx) for p in logs}
     await sink.start()
@@ -311,4 +299,5 @@ async def test_newest_version_wins_for_any_delivery(
             if worker._task is not None and not worker._task.done():  # failed before abandon
                 await worker.stop(5.0)
         await circuit.close()
+        await assembler.stop()
         await sink.stop()

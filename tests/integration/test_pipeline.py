@@ -178,6 +178,7 @@ async def test_stop_commits_what_is_done_and_restart_resumes(
         name=unique_name,
         **{
             "batch.max_records": 50,
+            "batch.buffer_max_records": 100,
             "opensearch.max_in_flight_bulks": 1,
             "kafka.commit_interval_ms": 50,
         },

@@ -78,7 +78,11 @@ async def test_sigkill_mid_stream_then_restart_reaches_the_same_final_state(
         pg_dsn,
         topic_factory,
         unique_name,
-        **{"batch.max_records": 50, "opensearch.max_in_flight_bulks": 1},
+        **{
+            "batch.max_records": 50,
+            "batch.buffer_max_records": 100,
+            "opensearch.max_in_flight_bulks": 1,
+        },
     )
     plan = plan_events(8_000, listings=2_000, seed=21, poison_every=400)
     ends = await produce_records(kafka_bootstrap, settings.kafka.topic, plan.records)
@@ -163,7 +167,11 @@ async def test_two_members_split_partitions_and_one_leaving_keeps_the_index_exac
         pg_dsn,
         topic_factory,
         unique_name,
-        **{"batch.max_records": 50, "opensearch.max_in_flight_bulks": 1},
+        **{
+            "batch.max_records": 50,
+            "batch.buffer_max_records": 100,
+            "opensearch.max_in_flight_bulks": 1,
+        },
     )
     a = start_indexer(settings, log_path=str(tmp_path / "a.log"))
     b = start_indexer(settings, log_path=str(tmp_path / "b.log"))

@@ -1,0 +1,56 @@
+"""Batches that are ready together share one `_bulk` request; results go back per batch."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client import CollectorRegistry
+from support.fake_bulk import FakeBulk
+
+from stream_indexer.bulk import ItemOutcome, PendingWrite
+from stream_indexer.bulk_assembler import BulkAssembler
+from stream_indexer.metrics import Metrics
+from stream_indexer.settings import load_settings
+from stream_indexer.sink import OpenSearchSink
+
+
+def _writes(*ids: int) -> list[PendingWrite]:
+    return [PendingWrite(i, 1, {"id": i, "version": 1}) for i in ids]
+
+
+async def _assembler(
+    fake: FakeBulk, *, max_docs: int = 100
+) -> tuple[BulkAssembler, OpenSearchSink]:
+    sink = OpenSearchSink(load_settings({"opensearch.hosts": fake.url, "opensearch.index": "l"}))
+    await sink.start()
+    assembler = BulkAssembler(
+        sink, Metrics(CollectorRegistry()), max_in_flight=1, max_docs=max_docs, max_bytes=1 << 20
+    )
+    return assembler, sink
+
+
+async def test_ready_batches_share_one_request_and_get_their_own_results() -> None:
+    async with FakeBulk() as fake:
+        fake.script([201, 409, "mapper_parsing_exception", 429])
+        assembler, sink = await _assembler(fake)
+        try:
+            first, second = await asyncio.gather(
+                assembler.send(_writes(1, 2)), assembler.send(_writes(3, 4))
+            )
+        finally:
+            await assembler.stop()
+            await sink.stop()
+        assert [request.ids for request in fake.requests] == [["1", "2", "3", "4"]]
+    assert [r.outcome for r in first] == [ItemOutcome.WRITTEN, ItemOutcome.STALE]
+    assert [r.outcome for r in second] == [ItemOutcome.POISON, ItemOutcome.RETRY]
+
+
+async def test_a_group_never_exceeds_the_document_limit() -> None:
+    async with FakeBulk() as fake:
+        assembler, sink = await _assembler(fake, max_docs=4)
+        try:
+            await asyncio.gather(*(assembler.send(_writes(i, i + 100)) for i in range(1, 4)))
+        finally:
+            await assembler.stop()
+            await sink.stop()
+        assert [len(request.ids) for request in fake.requests] == [4, 2]
