@@ -174,6 +174,7 @@ async def run_indexer(
     time_limit_s: float | None = None,
     timeout_s: float = 1800.0,
     profile_out: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run the indexer over `topic`'s backlog until it has committed all of it (or, with
     `time_limit_s`, until that long after its first fetch); measurements as a dict.
@@ -186,7 +187,9 @@ async def run_indexer(
     metrics_url = f"http://127.0.0.1:{port}/metrics"
     offsets = OffsetReader(endpoints.kafka_bootstrap, group_id, topic)
     await offsets.start()
-    proc = spawn(indexer_env(endpoints, topic.name, group_id, index, port), log_path)
+    env = indexer_env(endpoints, topic.name, group_id, index, port)
+    env.update(extra_env or {})
+    proc = spawn(env, log_path)
     spawned = time.perf_counter()
     profiler = profile.start(proc.pid, profile_out) if profile_out is not None else None
     first: Sample | None = None

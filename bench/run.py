@@ -47,6 +47,7 @@ class Config:
     skip: tuple[str, ...]
     output: Path
     profile: bool
+    indexer_env: dict[str, str]
 
 
 def parse_args(argv: list[str] | None) -> Config:
@@ -71,6 +72,13 @@ def parse_args(argv: list[str] | None) -> Config:
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the end-to-end run (diagnostics only)"
     )
+    parser.add_argument(
+        "--indexer-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra STREAM_INDEXER_* setting for the indexer runs (experiments)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args(argv)
     events = args.events or (20_000 if args.quick else 200_000)
@@ -89,6 +97,7 @@ def parse_args(argv: list[str] | None) -> Config:
         skip=tuple(args.skip),
         output=args.output,
         profile=args.profile,
+        indexer_env=dict(item.split("=", 1) for item in args.indexer_env),
     )
     return config
 
@@ -163,6 +172,7 @@ async def run_all(cfg: Config, endpoints: StackEndpoints, logs: Path) -> dict[st
             index=index,
             log_path=logs / "indexer-e2e.log",
             profile_out=logs / "indexer-e2e.pyspy.txt" if cfg.profile else None,
+            extra_env=cfg.indexer_env,
         )
         async with osadmin.session() as http:
             count = await osadmin.count(http, os_url, f"{index}_v1")
@@ -233,6 +243,7 @@ async def memory_bound(
             index=index,
             log_path=logs / f"indexer-{name}.log",
             time_limit_s=limit,
+            extra_env=cfg.indexer_env,
         )
         async with osadmin.session() as http:
             await osadmin.delete_index(http, endpoints.opensearch_url, f"{index}_v1")
