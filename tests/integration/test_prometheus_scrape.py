@@ -1,0 +1,93 @@
+"""A running indexer, scraped by a real Prometheus and checked by promtool."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import aiohttp
+import pytest
+from ops.facts import RULES_FILE
+from ops.prometheus_server import PrometheusServer, prometheus_binary
+from prometheus_client import CollectorRegistry
+from support.pipeline import pipeline_settings, prepare_pipeline, wait_for
+from support.stack_fixtures import TopicFactory
+
+from stream_indexer.demo import plan_events, produce_records
+from stream_indexer.http_server import ObservabilityServer
+from stream_indexer.metrics import Metrics
+from stream_indexer.service import IndexerService
+
+pytestmark = pytest.mark.skipif(
+    prometheus_binary() is None or shutil.which("promtool") is None,
+    reason="prometheus/promtool not installed (Debian: apt-get install prometheus)",
+)
+
+
+async def test_prometheus_scrapes_a_running_indexer_and_promtool_accepts_its_metrics(
+    kafka_bootstrap: str,
+    opensearch_url: str,
+    pg_dsn: str,
+    topic_factory: TopicFactory,
+    unique_name: str,
+    tmp_path: Path,
+) -> None:
+    topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=3)
+    settings = pipeline_settings(
+        bootstrap=kafka_bootstrap,
+        opensearch_url=opensearch_url,
+        pg_dsn=pg_dsn,
+        topic=topic,
+        name=unique_name,
+    )
+    plan = plan_events(300, listings=100, seed=9, poison_every=100)
+    ends = await produce_records(kafka_bootstrap, topic, plan.records)
+    metrics = Metrics(CollectorRegistry())
+    service = IndexerService(settings, metrics)
+    async with (
+        ObservabilityServer("127.0.0.1", 0, metrics.registry, service) as http,
+        service,
+    ):
+        await wait_for(lambda: _caught_up(service, ends), within_s=60, what="catch-up")
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{http.port}/metrics") as response:
+                scrape = await response.read()
+            async with session.get(f"http://127.0.0.1:{http.port}/readyz") as response:
+                assert response.status == 200
+        checked = await asyncio.create_subprocess_exec(
+            "promtool",
+            "check",
+            "metrics",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await checked.communicate(scrape)
+        assert checked.returncode == 0, output.decode()
+
+        async with PrometheusServer(tmp_path, [f"127.0.0.1:{http.port}"], [RULES_FILE]) as prom:
+            finished = len(plan.records) - plan.poison
+            success = await prom.wait_for(
+                'opensearch_indexing_success_total{job="stream-indexer"}',
+                lambda result: bool(result) and float(result[0]["value"][1]) == finished,
+            )
+            assert success
+            lag = await prom.wait_for(
+                "stream_indexer_consumer_lag", lambda result: len(result) == 3
+            )
+            assert {sample["metric"]["partition"] for sample in lag} == {"0", "1", "2"}
+            assert all(float(sample["value"][1]) == 0 for sample in lag)
+            failures = await prom.wait_for(
+                'sum(opensearch_indexing_failure_total{job="stream-indexer"})'
+            )
+            assert float(failures[0]["value"][1]) == plan.poison
+            rules = await prom.evaluated_rules()
+            assert rules and all(rule["health"] == "ok" for rule in rules), rules
+            stalled = next(r for r in rules if r["name"] == "StreamIndexerStalledConsumer")
+            assert stalled["state"] == "inactive", "a caught-up indexer must not look stalled"
+
+
+async def _caught_up(service: IndexerService, ends: dict[int, int]) -> bool:
+    committed = {tp.partition: offset for tp, offset in service.committed_offsets().items()}
+    return all(committed.get(p, -1) >= end for p, end in ends.items())
