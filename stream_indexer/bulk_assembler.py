@@ -73,9 +73,12 @@ class BulkAssembler:
 
     async def _run(self) -> None:
         while True:
-            while not self._queue:
+            while not self._ready_to_send():
                 self._wake.clear()
                 await self._wake.wait()
+            # one turn of the event loop: workers that are ready right now reach send()
+            # and join this request instead of trailing it in the next one
+            await asyncio.sleep(0)
             await self._slots.acquire()
             group = self._take_group()
             if not group:
@@ -83,7 +86,24 @@ class BulkAssembler:
                 continue
             request = asyncio.create_task(self._flush(group))
             self._requests.add(request)
-            request.add_done_callback(self._requests.discard)
+            request.add_done_callback(self._request_done)
+
+    def _request_done(self, request: asyncio.Task[None]) -> None:
+        self._requests.discard(request)
+        self._wake.set()
+
+    def _ready_to_send(self) -> bool:
+        """Send when idle; add a concurrent request only for a half-full request's worth.
+
+        While a request is in flight, small batches wait for it (or for more batches), so a
+        slow cluster gets few large requests instead of many small concurrent ones; a
+        backlog big enough still uses every slot.
+        """
+        if not self._queue:
+            return False
+        if not self._requests:
+            return True
+        return sum(s.count for s in self._queue) >= self._max_docs // 2
 
     def _take_group(self) -> list[_Submission]:
         group: list[_Submission] = []

@@ -54,3 +54,41 @@ async def test_a_group_never_exceeds_the_document_limit() -> None:
             await assembler.stop()
             await sink.stop()
         assert [len(request.ids) for request in fake.requests] == [4, 2]
+
+
+class _GatedSink:
+    """Stands in for OpenSearchSink: every bulk waits for the test to open the gate."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.sizes: list[int] = []
+        self.called = asyncio.Event()
+
+    async def bulk(self, body: bytes, items: int) -> dict[str, object]:
+        self.sizes.append(items)
+        self.called.set()
+        await self.gate.wait()
+        return {"items": [{"index": {"status": 201}}] * items}
+
+
+async def test_small_batches_wait_for_the_request_in_flight_instead_of_a_new_one() -> None:
+    sink = _GatedSink()
+    assembler = BulkAssembler(
+        sink,  # type: ignore[arg-type]
+        Metrics(CollectorRegistry()),
+        max_in_flight=4,
+        max_docs=100,
+        max_bytes=1 << 20,
+    )
+    try:
+        first = asyncio.create_task(assembler.send(_writes(1, 2)))
+        await sink.called.wait()
+        later = [asyncio.create_task(assembler.send(_writes(i, i + 10))) for i in (3, 4)]
+        for _ in range(20):  # event-loop turns: every chance to send them on their own
+            await asyncio.sleep(0)
+        assert sink.sizes == [2], "a small batch took a second slot while one was in flight"
+        sink.gate.set()
+        await asyncio.gather(first, *later)
+        assert sink.sizes == [2, 4]
+    finally:
+        await assembler.stop()
