@@ -172,12 +172,14 @@ async def run_indexer(
     index: str,
     log_path: Path,
     time_limit_s: float | None = None,
+    stop_after_records: int | None = None,
     timeout_s: float = 1800.0,
     profile_out: Path | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run the indexer over `topic`'s backlog until it has committed all of it (or, with
-    `time_limit_s`, until that long after its first fetch); measurements as a dict.
+    `time_limit_s`, until that long after its first fetch, or with `stop_after_records`,
+    until that many records are committed); measurements as a dict.
 
     Progress comes from the broker (committed offsets, every 0.1 s) and /proc; /metrics is
     scraped every 0.1 s only until the first fetch, then once a second (rendering the
@@ -221,6 +223,10 @@ async def run_indexer(
                     break
                 if time_limit_s and sample.at - first.at >= time_limit_s:
                     stopped_by = "time limit"
+                    break
+                done = sum(max(0, offset) for offset in sample.committed.values())
+                if stop_after_records and done >= stop_after_records:
+                    stopped_by = f"{stop_after_records:,} records committed"
                     break
             final = Sample(time.perf_counter())
             if await scrape(http, metrics_url, final):

@@ -220,15 +220,17 @@ async def run_all(cfg: Config, endpoints: StackEndpoints, logs: Path) -> dict[st
 async def memory_bound(
     cfg: Config, endpoints: StackEndpoints, rid: str, logs: Path
 ) -> dict[str, Any]:
-    """Max RSS with a small and a large backlog (same events: the small one is a prefix)."""
+    """Max RSS with a small and a large backlog, for the same work: the large run stops once
+    it has committed as many records as the small backlog holds, so the only difference
+    between the two is the backlog waiting behind the indexer (the small one is a prefix)."""
     step(f"planning {cfg.memory_large:,} events for the memory bound")
     plan = make_plan(
         cfg.memory_large, listings=cfg.listings, seed=cfg.seed + 1, poison_every=cfg.poison_every
     )
     out: dict[str, Any] = {}
-    for name, records, limit in (
-        ("memory_small", plan.records[: cfg.memory_small], None),
-        ("memory_large", plan.records, cfg.memory_time_limit_s),
+    for name, records, limit, stop_after in (
+        ("memory_small", plan.records[: cfg.memory_small], None, None),
+        ("memory_large", plan.records, cfg.memory_time_limit_s, cfg.memory_small),
     ):
         step(f"{name}: producing {len(records):,} records")
         topic = await produce_backlog(
@@ -243,6 +245,7 @@ async def memory_bound(
             index=index,
             log_path=logs / f"indexer-{name}.log",
             time_limit_s=limit,
+            stop_after_records=stop_after,
             extra_env=cfg.indexer_env,
         )
         async with osadmin.session() as http:
