@@ -61,8 +61,6 @@ class BulkWriter:
         self._metrics = metrics
         self._retry = retry
         self._assembler = assembler
-        #: monotonic time of the last bulk request the sink answered
-        self.last_answer = time.monotonic()
 
     async def write(
         self, writes: list[PendingWrite], *, log_extra: Mapping[str, Any] | None = None
@@ -89,7 +87,6 @@ class BulkWriter:
                 await asyncio.sleep(self._backoff.delay(request_failures))
                 continue
             self._circuit.record_success()
-            self.last_answer = time.monotonic()
             pending = self._sort_items(pending, results, outcome, started)
             if pending:
                 item_rounds += 1

@@ -124,7 +124,6 @@ class IndexerService:
         )
         self._ctx = WorkerContext(
             settings=s,
-            sink=self.sink,
             dead_letters=writer,
             metrics=self.metrics,
             loader=self._loader,

@@ -40,7 +40,6 @@ from stream_indexer.offsets import OffsetTracker
 from stream_indexer.poison import dead_letter_for
 from stream_indexer.redact import Redactor
 from stream_indexer.settings import Settings
-from stream_indexer.sink import OpenSearchSink
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,6 @@ class WorkerContext:
     """What all partition workers of one process share."""
 
     settings: Settings
-    sink: OpenSearchSink
     dead_letters: DeadLetterWriter
     metrics: Metrics
     loader: SourceLoader | None
@@ -58,8 +56,6 @@ class WorkerContext:
     group_id: str
     backoff: Backoff = field(default_factory=Backoff)
     redactor: Redactor | None = None
-    #: monotonic time of the last successful bulk request or dead-letter write
-    last_progress: float = field(default_factory=time.monotonic)
 
 
 @dataclass(slots=True, eq=False)
@@ -260,7 +256,6 @@ class PartitionWorker:
 
         self.tracker.complete(token)
         now = time.monotonic()
-        ctx.last_progress = now
         metrics.queue_size.dec(len(batch))
         metrics.success.inc(outcome.written + outcome.deleted + outcome.stale)
         items = metrics.items
@@ -325,7 +320,6 @@ class PartitionWorker:
         result = await ctx.bulk_writer.write(
             writes, log_extra={"topic": self.topic, "partition": self.partition}
         )
-        ctx.last_progress = time.monotonic()
         now_wall = time.time()
         observe = ctx.metrics.freshness.observe
         for write in result.written:
@@ -394,8 +388,7 @@ class PartitionWorker:
                 )
                 await asyncio.sleep(ctx.backoff.delay(attempt))
                 continue
-            ctx.last_progress = time.monotonic()
-            written.extend(result.written)
+                written.extend(result.written)
             for store in result.failed_optional:
                 ctx.metrics.dlq_write_failures.labels(store).inc()
             for letter in letters:

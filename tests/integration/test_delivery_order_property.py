@@ -212,7 +212,6 @@ def worker_context(
     )
     ctx = WorkerContext(
         settings=app_settings,
-        sink=sink,
         dead_letters=dead_letters,  # type: ignore[arg-type]
         metrics=metrics,
         loader=None,
