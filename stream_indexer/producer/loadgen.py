@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from stream_indexer.demo import CITIES, CONDITIONS, STATUSES
 from stream_indexer.producer.client import ListingEventProducer, ProducerBackpressureError
 
 WORDS = (
@@ -48,15 +49,6 @@ WORDS = (
     "tent",
     "stroller",
 )
-CITIES = (
-    ("Berlin", "DE", 52.52, 13.40),
-    ("Paris", "FR", 48.86, 2.35),
-    ("Madrid", "ES", 40.42, -3.70),
-    ("Warsaw", "PL", 52.23, 21.01),
-    ("Lisbon", "PT", 38.72, -9.14),
-)
-STATUSES = ("active", "active", "active", "reserved", "sold")
-CONDITIONS = ("new", "like_new", "good", "fair")
 
 OpKind = Literal["create", "update", "stale", "delete", "thin", "poison"]
 KINDS: tuple[OpKind, ...] = ("create", "update", "stale", "delete", "thin", "poison")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from stream_indexer.backoff import Backoff
 from stream_indexer.producer.client import build_kafka_producer
 from stream_indexer.producer.outbox import checked_table
 from stream_indexer.settings import Settings
@@ -97,7 +97,7 @@ def rows_to_mark(
 
 def backoff_delay(attempt: int, max_backoff_s: float) -> float:
     """Exponential backoff with full jitter (attempt 1 -> up to 0.1 s, doubling)."""
-    return random.uniform(0, min(max_backoff_s, INITIAL_BACKOFF_S * 2 ** (attempt - 1)))
+    return Backoff(INITIAL_BACKOFF_S, 2.0, max_backoff_s).delay(attempt)
 
 
 class OutboxRelay:
