@@ -16,6 +16,7 @@ from support.pipeline import (
     pipeline_settings,
     prepare_pipeline,
     read_topic,
+    service_caught_up,
     wait_for,
 )
 from support.stack_fixtures import TopicFactory
@@ -47,11 +48,6 @@ def _via(dsn: str, proxy: FaultProxy) -> str:
 
 def _committed(service: IndexerService) -> dict[int, int]:
     return {tp.partition: offset for tp, offset in service.committed_offsets().items()}
-
-
-async def _caught_up(service: IndexerService, ends: dict[int, int]) -> bool:
-    committed = _committed(service)
-    return all(committed.get(p, -1) >= end for p, end in ends.items())
 
 
 def _sample(metrics: Metrics, name: str, **labels: str) -> float:
@@ -94,7 +90,7 @@ async def test_opensearch_outage_pauses_and_holds_offsets_then_everything_is_ind
             assert _sample(metrics, "stream_indexer_paused_partitions") == len(service.assignment)
             assert sum(at_open.values()) < sum(ends.values()), "outage was not mid-stream"
             await proxy.set_mode(Mode.PASS)
-            await wait_for(lambda: _caught_up(service, ends), within_s=120, what="catch-up")
+            await wait_for(lambda: service_caught_up(service, ends), within_s=120, what="catch-up")
             assert service.circuit.state is CircuitState.CLOSED
             assert service.circuit.opened_total >= 1
     assert _sample(metrics, "stream_indexer_circuit_state") == CircuitState.CLOSED
@@ -137,7 +133,7 @@ async def test_sink_absent_at_start_then_present_with_compressed_poison_stream(
             assert not starting.done()
             await proxy.set_mode(Mode.PASS)
             await asyncio.wait_for(starting, 60)
-            await wait_for(lambda: _caught_up(service, ends), within_s=90, what="catch-up")
+            await wait_for(lambda: service_caught_up(service, ends), within_s=90, what="catch-up")
         finally:
             await service.stop()
     await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
@@ -188,7 +184,7 @@ async def test_mixed_item_results_resend_only_failures_and_hold_the_offset(
         ends = await produce_records(kafka_bootstrap, topic, records)
         async with IndexerService(settings, Metrics(CollectorRegistry())) as service:
             service_box.append(service)
-            await wait_for(lambda: _caught_up(service, ends), within_s=60, what="catch-up")
+            await wait_for(lambda: service_caught_up(service, ends), within_s=60, what="catch-up")
         sent = [request.ids for request in fake.requests]
     assert sent == [["1", "2", "3", "4", "5", "6"], ["4", "5"], ["4"]]
     # while items were retrying, nothing of the batch was committed
@@ -225,7 +221,7 @@ async def test_postgres_down_holds_the_offset_at_poison_then_one_row_and_one_rec
             await wait_for(lambda: _dlq_failed(metrics, 3), within_s=60, what="failed DLQ writes")
             assert _committed(service).get(0, -1) <= 2, "committed past the held poison record"
             await proxy.set_mode(Mode.PASS)
-            await wait_for(lambda: _caught_up(service, ends), within_s=60, what="catch-up")
+            await wait_for(lambda: service_caught_up(service, ends), within_s=60, what="catch-up")
     rows = await dlq_rows(pg_dsn)
     assert [(row["listing_id"], row["offset"], row["attempts"]) for row in rows] == [(77, 2, 1)]
     dead = await read_topic(kafka_bootstrap, f"{topic}.dlq", expected=1)
@@ -262,7 +258,7 @@ async def test_poison_flood_keeps_valid_records_flowing(
     )
     ends = await produce_records(kafka_bootstrap, topic, plan.records)
     async with IndexerService(settings, Metrics(CollectorRegistry())) as service:
-        await wait_for(lambda: _caught_up(service, ends), within_s=120, what="catch-up")
+        await wait_for(lambda: service_caught_up(service, ends), within_s=120, what="catch-up")
     await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
     assert len(await dlq_rows(pg_dsn)) == plan.poison
     assert TopicPartition(topic, 0) in service.committed_offsets()

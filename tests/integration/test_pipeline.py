@@ -15,6 +15,7 @@ from support.pipeline import (
     pipeline_settings,
     prepare_pipeline,
     read_topic,
+    service_caught_up,
     wait_for,
 )
 from support.stack_fixtures import TopicFactory
@@ -48,7 +49,7 @@ async def test_final_index_is_newest_version_commits_reach_end_and_poison_is_dea
     ends = await produce_records(kafka_bootstrap, topic, plan.records)
     async with IndexerService(settings, metrics) as service:
         await wait_for(
-            lambda: _done(service, topic, ends),
+            lambda: service_caught_up(service, ends),
             within_s=120,
             what="the indexer to commit every produced offset",
         )
@@ -79,11 +80,6 @@ async def test_final_index_is_newest_version_commits_reach_end_and_poison_is_dea
     assert finished == len(plan.records)
     assert total("dead_lettered") == plan.poison
     assert total("stale") > 0
-
-
-async def _done(service: IndexerService, topic: str, ends: dict[int, int]) -> bool:
-    committed = {tp.partition: off for tp, off in service.committed_offsets().items()}
-    return all(committed.get(p, -1) >= end for p, end in ends.items())
 
 
 def _is_valid(value: bytes | None) -> bool:
@@ -156,7 +152,7 @@ async def test_thin_events_load_from_the_source_table_and_missing_rows_delete(
     )
     ends = await produce_records(kafka_bootstrap, topic, plan.records)
     async with IndexerService(settings, Metrics(CollectorRegistry())) as service:
-        await wait_for(lambda: _done(service, topic, ends), within_s=60, what="catch-up")
+        await wait_for(lambda: service_caught_up(service, ends), within_s=60, what="catch-up")
     # A thin event whose listing is deleted in the source has no row: it must be deleted.
     await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
 
@@ -195,7 +191,7 @@ async def test_stop_commits_what_is_done_and_restart_resumes(
     assert sum(stopped_at.values()) < sum(ends.values()), "stopped too late to test a resume"
     fast = settings.model_copy(update={"batch": type(settings.batch)()})
     async with IndexerService(fast, Metrics(CollectorRegistry())) as again:
-        await wait_for(lambda: _done(again, topic, ends), within_s=90, what="catch-up")
+        await wait_for(lambda: service_caught_up(again, ends), within_s=90, what="catch-up")
     await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
 
 
@@ -238,7 +234,7 @@ async def test_dead_letters_are_redacted_when_configured(
     )
     ends = await produce_records(kafka_bootstrap, topic, [(b"5", orjson.dumps(bad))])
     async with IndexerService(settings, Metrics(CollectorRegistry())) as service:
-        await wait_for(lambda: _done(service, topic, ends), within_s=60, what="catch-up")
+        await wait_for(lambda: service_caught_up(service, ends), within_s=60, what="catch-up")
     (row,) = await dlq_rows(pg_dsn)
     assert row["error_class"] == "schema_invalid"
     stored = orjson.loads(row["value"])

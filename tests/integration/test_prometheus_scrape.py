@@ -11,7 +11,7 @@ import pytest
 from ops.facts import RULES_FILE
 from ops.prometheus_server import PrometheusServer, prometheus_binary
 from prometheus_client import CollectorRegistry
-from support.pipeline import pipeline_settings, prepare_pipeline, wait_for
+from support.pipeline import pipeline_settings, prepare_pipeline, service_caught_up, wait_for
 from support.stack_fixtures import TopicFactory
 
 from stream_indexer.demo import plan_events, produce_records
@@ -49,7 +49,7 @@ async def test_prometheus_scrapes_a_running_indexer_and_promtool_accepts_its_met
         ObservabilityServer("127.0.0.1", 0, metrics.registry, service) as http,
         service,
     ):
-        await wait_for(lambda: _caught_up(service, ends), within_s=60, what="catch-up")
+        await wait_for(lambda: service_caught_up(service, ends), within_s=60, what="catch-up")
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://127.0.0.1:{http.port}/metrics") as response:
                 scrape = await response.read()
@@ -86,8 +86,3 @@ async def test_prometheus_scrapes_a_running_indexer_and_promtool_accepts_its_met
             assert rules and all(rule["health"] == "ok" for rule in rules), rules
             stalled = next(r for r in rules if r["name"] == "StreamIndexerStalledConsumer")
             assert stalled["state"] == "inactive", "a caught-up indexer must not look stalled"
-
-
-async def _caught_up(service: IndexerService, ends: dict[int, int]) -> bool:
-    committed = {tp.partition: offset for tp, offset in service.committed_offsets().items()}
-    return all(committed.get(p, -1) >= end for p, end in ends.items())

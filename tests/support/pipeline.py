@@ -184,6 +184,12 @@ async def caught_up(
     return all(committed.get(p, -1) >= end for p, end in ends.items())
 
 
+async def service_caught_up(service: Any, ends: Mapping[int, int]) -> bool:
+    """An in-process IndexerService has committed every partition up to its end offset."""
+    committed = {tp.partition: offset for tp, offset in service.committed_offsets().items()}
+    return all(committed.get(p, -1) >= end for p, end in ends.items())
+
+
 async def dlq_rows(dsn: str, table: str = "opensearch_indexing_dlq") -> list[asyncpg.Record]:
     conn = await asyncpg.connect(dsn)
     try:
