@@ -388,7 +388,7 @@ class PartitionWorker:
                 )
                 await asyncio.sleep(ctx.backoff.delay(attempt))
                 continue
-                written.extend(result.written)
+            written.extend(result.written)
             for store in result.failed_optional:
                 ctx.metrics.dlq_write_failures.labels(store).inc()
             for letter in letters:

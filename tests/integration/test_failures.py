@@ -226,6 +226,11 @@ async def test_postgres_down_holds_the_offset_at_poison_then_one_row_and_one_rec
     assert [(row["listing_id"], row["offset"], row["attempts"]) for row in rows] == [(77, 2, 1)]
     dead = await read_topic(kafka_bootstrap, f"{topic}.dlq", expected=1)
     assert [record.value for record in dead] == [b'{"broken json']
+    for store in ("postgres", "kafka"):
+        written = _sample(
+            metrics, "stream_indexer_dlq_writes_total", store=store, error_class="undecodable"
+        )
+        assert written == 1, f"{store}: the dead letter is counted once, when that store has it"
 
 
 def _pg_host(dsn: str) -> str:

@@ -80,6 +80,17 @@ async def test_final_index_is_newest_version_commits_reach_end_and_poison_is_dea
     assert finished == len(plan.records)
     assert total("dead_lettered") == plan.poison
     assert total("stale") > 0
+    dlq_writes = {
+        store: sum(
+            metrics.registry.get_sample_value(
+                "stream_indexer_dlq_writes_total", {"store": store, "error_class": error_class}
+            )
+            or 0.0
+            for error_class in ("undecodable", "schema_invalid")
+        )
+        for store in ("postgres", "kafka")
+    }
+    assert dlq_writes == {"postgres": plan.poison, "kafka": plan.poison}
 
 
 def _is_valid(value: bytes | None) -> bool:
