@@ -105,7 +105,11 @@ class OpenSearchSink:
                 )
                 await client.indices.create(index=self.physical_index, body=body, ignore=400)
             if not await client.indices.exists_alias(name=self.alias):
-                if await client.indices.exists(index=self.alias):
+                # `exists(index=...)` is also true for an alias: another pod may have
+                # created ours since the check above, so ask again before refusing.
+                if await client.indices.exists(
+                    index=self.alias
+                ) and not await client.indices.exists_alias(name=self.alias):
                     raise ConfigError(
                         f"STREAM_INDEXER_OPENSEARCH__INDEX: {self.alias!r} is a concrete index; "
                         "it must be free for the filtered alias (set "
