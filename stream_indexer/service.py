@@ -247,7 +247,9 @@ class IndexerService:
         max_records = self.settings.kafka.fetch_max_records
         metrics = self.metrics
         while not self._stopping.is_set():
-            batches = await consumer.getmany(timeout_ms=200, max_records=max_records)
+            batches = await consumer.getmany(
+                timeout_ms=200, max_records=self._fetch_limit(max_records)
+            )
             self.last_fetch = time.monotonic()
             for tp, records in batches.items():
                 worker = self._workers.get(tp)
@@ -261,6 +263,13 @@ class IndexerService:
             self._apply_circuit()
             self._resume_drained()
             self._update_lag()
+
+    def _fetch_limit(self, max_records: int) -> int:
+        """At most the smallest room among fetching partitions: one `getmany` may return
+        all its records for a single partition, and a buffer must never overflow. A
+        partition assigned during the call gets a new, empty buffer (room = the bound)."""
+        rooms = [w.room for tp, w in self._workers.items() if tp not in self._paused]
+        return max(1, min([max_records, self.settings.batch.buffer_max_records, *rooms]))
 
     def _apply_circuit(self) -> None:
         """Pause every partition while the sink circuit is open; resume when it is not."""

@@ -56,9 +56,15 @@ class KafkaSettings(_Section):
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
-    fetch_max_records: int = Field(default=5_000, ge=1, description="records per getmany call")
-    fetch_max_bytes: int = Field(default=50 * MIB, ge=1024)
-    max_partition_fetch_bytes: int = Field(default=4 * MIB, ge=1024)
+    fetch_max_records: int = Field(
+        default=5_000,
+        ge=1,
+        description="records per getmany call (also never more than the smallest buffer room)",
+    )
+    # Small fetches keep memory flat under any backlog: a fetched response stays in memory
+    # until every partition in it is consumed, and the broker sends what the limits allow.
+    fetch_max_bytes: int = Field(default=1 * MIB, ge=1024)
+    max_partition_fetch_bytes: int = Field(default=512 * 1024, ge=1024)
     commit_interval_ms: int = Field(default=1_000, ge=10)
     enable_idempotence: bool = Field(
         default=True, description="idempotent producer for the DLQ topic (off on tansu)"

@@ -121,18 +121,27 @@ class PartitionWorker:
         return len(self._buffer)
 
     @property
+    def room(self) -> int:
+        """Records the buffer can still take without going over `buffer_max_records`."""
+        return max(0, self._buffer_max_records - len(self._buffer))
+
+    @property
     def full(self) -> bool:
+        """Three quarters of either bound: the partition pauses here, so that while it is
+        fetching it always has room for a quarter buffer (the fetch loop never asks for
+        more records than the smallest room, which keeps the record bound exact)."""
+        records, limit = len(self._buffer), self._buffer_max_records
         return (
-            len(self._buffer) >= self._buffer_max_records
-            or self._buffered_bytes >= self._buffer_max_bytes
+            records >= limit - limit // 4
+            or self._buffered_bytes >= self._buffer_max_bytes - self._buffer_max_bytes // 4
         )
 
     @property
     def drained_enough(self) -> bool:
-        """Below half of both bounds: a paused partition may resume."""
+        """Down to half of both bounds: a paused partition may resume."""
         return (
-            len(self._buffer) < self._buffer_max_records // 2
-            and self._buffered_bytes < self._buffer_max_bytes // 2
+            len(self._buffer) <= self._buffer_max_records // 2
+            and self._buffered_bytes <= self._buffer_max_bytes // 2
         )
 
     # -- lifecycle --------------------------------------------------------------------

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 from support.pipeline import (
     assert_index_matches,
@@ -23,6 +26,7 @@ from support.stack_fixtures import TopicFactory
 from stream_indexer.demo import plan_events, produce_records
 from stream_indexer.metrics import Metrics
 from stream_indexer.service import IndexerService
+from stream_indexer.worker import PartitionWorker
 
 PARTITIONS = 6
 
@@ -203,6 +207,48 @@ async def test_stop_commits_what_is_done_and_restart_resumes(
     fast = settings.model_copy(update={"batch": type(settings.batch)()})
     async with IndexerService(fast, Metrics(CollectorRegistry())) as again:
         await wait_for(lambda: service_caught_up(again, ends), within_s=90, what="catch-up")
+    await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
+
+
+async def test_a_partition_buffer_never_goes_over_its_record_bound(
+    kafka_bootstrap: str,
+    opensearch_url: str,
+    pg_dsn: str,
+    topic_factory: TopicFactory,
+    unique_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A backlog much larger than the buffers, fetched with a large `getmany`: each
+    partition's buffer still holds at most `buffer_max_records` at any time."""
+    topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=2)
+    plan = plan_events(3_000, listings=500, seed=21, poison_every=0)
+    bound = 100
+    settings = pipeline_settings(
+        bootstrap=kafka_bootstrap,
+        opensearch_url=opensearch_url,
+        pg_dsn=pg_dsn,
+        topic=topic,
+        name=unique_name,
+        **{
+            "batch.max_records": 40,
+            "batch.buffer_max_records": bound,
+            "kafka.fetch_max_records": 5_000,
+        },
+    )
+    peaks: dict[int, int] = {}
+    submit = PartitionWorker.submit
+
+    def recording_submit(worker: PartitionWorker, records: Sequence[Any]) -> None:
+        submit(worker, records)
+        peaks[worker.partition] = max(peaks.get(worker.partition, 0), worker.buffered)
+
+    monkeypatch.setattr(PartitionWorker, "submit", recording_submit)
+    ends = await produce_records(kafka_bootstrap, topic, plan.records)
+    async with IndexerService(settings, Metrics(CollectorRegistry())) as service:
+        await wait_for(lambda: service_caught_up(service, ends), within_s=120, what="catch-up")
+    assert set(peaks) == set(ends)
+    assert max(peaks.values()) <= bound, peaks
+    assert min(peaks.values()) > bound // 2, f"the buffers never filled: {peaks}"
     await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
 
 

@@ -103,4 +103,3 @@ def test_compose_prometheus_config_loads_the_chart_rules(promtool: str, tmp_path
     result = _run([promtool, "check", "config", str(tmp_path / "prometheus.yml")])
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(_rules())} rules found" in result.stdout
-

@@ -31,6 +31,7 @@ def test_observe_many_equals_repeated_observe() -> None:
         for _ in range(count):
             a.observe(value)
         observe_many(b, value, count)
+
     def samples(registry: CollectorRegistry) -> list[tuple[str, dict[str, str], float]]:
         family = next(iter(registry.collect()))
         return [(s.name, s.labels, s.value) for s in family.samples if s.name != "h_created"]
