@@ -12,6 +12,7 @@ import os
 import signal
 from collections.abc import Callable
 
+from stream_indexer.gc_tuning import tune_gc
 from stream_indexer.http_server import ObservabilityServer
 from stream_indexer.metrics import Metrics
 from stream_indexer.service import IndexerService
@@ -52,6 +53,7 @@ def install_stop_signals(loop: asyncio.AbstractEventLoop, request_stop: Callable
 async def serve(settings: Settings, metrics: Metrics | None = None) -> None:
     """Run the indexer (and its /metrics, /healthz, /readyz server) until a stop signal."""
     quiet_client_loggers()
+    tune_gc()
     metrics = metrics or Metrics()
     service = IndexerService(settings, metrics)
     install_stop_signals(asyncio.get_running_loop(), service.request_stop)

@@ -49,6 +49,7 @@ def handle(args: argparse.Namespace) -> int:
 
 async def _dev(args: argparse.Namespace, endpoints: Any) -> int:
     from stream_indexer.demo import plan_events, produce_records
+    from stream_indexer.gc_tuning import tune_gc
     from stream_indexer.http_server import ObservabilityServer
     from stream_indexer.metrics import Metrics
     from stream_indexer.migrate import migrate_up
@@ -73,6 +74,7 @@ async def _dev(args: argparse.Namespace, endpoints: Any) -> int:
     )
     await migrate_up(endpoints.postgres_dsn)
     quiet_client_loggers()
+    tune_gc()
     metrics = Metrics()
     service = IndexerService(settings, metrics)
     install_stop_signals(asyncio.get_running_loop(), service.request_stop)
