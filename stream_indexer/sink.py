@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 NDJSON_HEADERS = {"content-type": "application/x-ndjson"}
 #: requests of this many items use the configured timeout; larger ones scale it up
 TIMEOUT_REFERENCE_ITEMS = 1_000
+#: the bulk answer trimmed by the cluster to what `bulk.parse_items` reads (status and
+#: error per item, in order): about a seventh of the bytes to receive and parse
+BULK_RESPONSE_FILTER = {"filter_path": "errors,items.*.status,items.*.error"}
 
 
 class OrjsonSerializer(JSONSerializer):
@@ -134,6 +137,7 @@ class OpenSearchSink:
             response: dict[str, Any] = await self.client.transport.perform_request(
                 "POST",
                 self._bulk_url,
+                params=BULK_RESPONSE_FILTER,
                 body=body,
                 headers=NDJSON_HEADERS,
                 timeout=self.bulk_timeout(items),

@@ -34,7 +34,7 @@ from stream_indexer.errors import (
     SourceUnavailableError,
 )
 from stream_indexer.hydrate import SourceLoader
-from stream_indexer.metrics import Metrics, observe_many
+from stream_indexer.metrics import Metrics, observe_each, observe_many
 from stream_indexer.models import ListingEvent
 from stream_indexer.offsets import OffsetTracker
 from stream_indexer.poison import dead_letter_for
@@ -63,14 +63,9 @@ class _Decoded:
     record: Any
     event: ListingEvent
     fetched_at: float
-
-    @property
-    def listing_id(self) -> int:
-        return self.event.listing_id
-
-    @property
-    def version(self) -> int:
-        return self.event.version
+    # copied from the event: coalescing reads them for every record
+    listing_id: int
+    version: int
 
 
 @dataclass(slots=True)
@@ -251,7 +246,7 @@ class PartitionWorker:
             except PoisonRecordError as exc:
                 outcome.letters.append(self._letter(record, exc, attempts=1))
                 continue
-            decoded.append(_Decoded(record, event, fetched_at))
+            decoded.append(_Decoded(record, event, fetched_at, event.listing_id, event.version))
 
         winners, superseded = coalesce(decoded)
         if superseded:
@@ -330,13 +325,14 @@ class PartitionWorker:
             writes, log_extra={"topic": self.topic, "partition": self.partition}
         )
         now_wall = time.time()
-        observe = ctx.metrics.freshness.observe
+        ages: list[float] = []
         for write in result.written:
             if is_tombstone(write):
                 outcome.deleted += 1
             else:
                 outcome.written += 1
-            observe(max(0.0, now_wall - write.context.event.occurred_at.timestamp()))
+            ages.append(max(0.0, now_wall - write.context.event.occurred_at.timestamp()))
+        observe_each(ctx.metrics.freshness, ages)
         if result.stale:
             outcome.stale += len(result.stale)
             ctx.metrics.stale_skipped.labels("version_conflict").inc(len(result.stale))

@@ -1,4 +1,4 @@
-"""Index set-up on start against osmem-server: pods starting together, a name already taken."""
+"""The OpenSearch sink against osmem-server: index set-up on start, trimmed bulk answers."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from opensearchpy import AsyncOpenSearch
 
+from stream_indexer.bulk import PendingWrite, build_body, parse_items
 from stream_indexer.errors import ConfigError
 from stream_indexer.settings import Settings, load_settings
 from stream_indexer.sink import OpenSearchSink
@@ -67,3 +68,23 @@ async def test_a_concrete_index_with_the_alias_name_fails_naming_the_setting(
         await client.close()
     with pytest.raises(ConfigError, match="STREAM_INDEXER_OPENSEARCH__INDEX"):
         await _start_and_stop(_settings(opensearch_url, unique_name), 0)
+
+
+async def test_bulk_answers_carry_only_what_is_read_per_item(
+    opensearch_url: str, unique_name: str
+) -> None:
+    sink = OpenSearchSink(_settings(opensearch_url, unique_name))
+    await sink.start()
+    try:
+        first = [PendingWrite(1, 5, {"title": "a"}), PendingWrite(2, 5, {"title": "b"})]
+        await sink.bulk(build_body(first), len(first))
+        again = [PendingWrite(1, 7, {"title": "a2"}), PendingWrite(2, 3, {"title": "old"})]
+        response = await sink.bulk(build_body(again), len(again))
+    finally:
+        await sink.stop()
+    assert set(response) == {"errors", "items"}
+    assert [set(next(iter(item.values()))) for item in response["items"]] == [
+        {"status"},
+        {"status", "error"},
+    ]
+    assert [r.outcome.value for r in parse_items(response, 2)] == ["written", "stale"]
