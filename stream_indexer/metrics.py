@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -174,6 +175,17 @@ class Metrics:
         )
 
 
+def _histogram_internals(histogram: Histogram) -> tuple[Any, Any, Any] | None:
+    """(bucket counters, upper bounds, sum) of an unlabelled histogram, or None when
+    prometheus_client's internals are not what these shortcuts expect."""
+    buckets = getattr(histogram, "_buckets", None)
+    bounds = getattr(histogram, "_upper_bounds", None)
+    total = getattr(histogram, "_sum", None)
+    if buckets is None or bounds is None or total is None:
+        return None
+    return buckets, bounds, total
+
+
 def observe_many(histogram: Histogram, value: float, count: int) -> None:
     """Record `count` observations of the same `value` at the cost of one.
 
@@ -183,13 +195,12 @@ def observe_many(histogram: Histogram, value: float, count: int) -> None:
     """
     if count <= 0:
         return
-    buckets = getattr(histogram, "_buckets", None)
-    bounds = getattr(histogram, "_upper_bounds", None)
-    total = getattr(histogram, "_sum", None)
-    if buckets is None or bounds is None or total is None:
+    internals = _histogram_internals(histogram)
+    if internals is None:
         for _ in range(count):
             histogram.observe(value)
         return
+    buckets, bounds, total = internals
     total.inc(value * count)
     for i, bound in enumerate(bounds):
         if value <= bound:
@@ -203,13 +214,12 @@ def observe_each(histogram: Histogram, values: Iterable[float]) -> None:
     A batch writes hundreds of documents, each with its own freshness; `observe()` per
     document takes a lock per document on the hot path. Same fallback as `observe_many`.
     """
-    buckets = getattr(histogram, "_buckets", None)
-    bounds = getattr(histogram, "_upper_bounds", None)
-    total = getattr(histogram, "_sum", None)
-    if buckets is None or bounds is None or total is None:
+    internals = _histogram_internals(histogram)
+    if internals is None:
         for value in values:
             histogram.observe(value)
         return
+    buckets, bounds, total = internals
     counts = [0] * len(bounds)
     value_sum = 0.0
     for value in values:
