@@ -23,10 +23,12 @@ from support.pipeline import (
     caught_up,
     committed_offsets,
     dlq_rows,
+    kill,
     pipeline_settings,
     read_topic,
     settings_env,
     start_indexer,
+    wait_exit,
     wait_for,
 )
 from support.stack_fixtures import TopicFactory
@@ -108,11 +110,9 @@ async def test_librdkafka_compressed_stream_is_indexed_exactly_through_the_cli(
             what="the indexer to commit every produced offset",
         )
         indexer.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(asyncio.to_thread(indexer.wait), 40) == 0
+        assert await wait_exit(indexer, 40) == 0
     finally:
-        if indexer.poll() is None:
-            indexer.kill()
-            indexer.wait()
+        kill(indexer)
 
     committed = await committed_offsets(kafka_bootstrap, settings.kafka.group_id, topic, PARTITIONS)
     assert {p: committed[p] for p in ends} == ends

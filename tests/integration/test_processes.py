@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,9 +11,11 @@ from support.pipeline import (
     caught_up,
     committed_offsets,
     dlq_rows,
+    kill,
     pipeline_settings,
     prepare_pipeline,
     start_indexer,
+    wait_exit,
     wait_for,
 )
 from support.stack_fixtures import TopicFactory
@@ -53,16 +53,6 @@ async def _committed_total(settings: Settings) -> int:
     return sum(max(0, o) for o in offsets.values())
 
 
-async def _wait_exit(process: subprocess.Popen[bytes], within_s: float) -> int:
-    return await asyncio.wait_for(asyncio.to_thread(process.wait), within_s)
-
-
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-
-
 async def test_sigkill_mid_stream_then_restart_reaches_the_same_final_state(
     kafka_bootstrap: str,
     opensearch_url: str,
@@ -93,9 +83,9 @@ async def test_sigkill_mid_stream_then_restart_reaches_the_same_final_state(
             lambda: _some_committed(settings), within_s=90, what="a first commit", step=0.1
         )
         first.send_signal(signal.SIGKILL)
-        await _wait_exit(first, 10)
+        await wait_exit(first, 10)
     finally:
-        _kill(first)
+        kill(first)
     at_kill = await _committed_total(settings)
     assert 0 < at_kill < total, f"killed at {at_kill} of {total}: not mid-stream"
 
@@ -109,9 +99,9 @@ async def test_sigkill_mid_stream_then_restart_reaches_the_same_final_state(
             what="the restarted indexer to catch up",
         )
         second.send_signal(signal.SIGTERM)
-        assert await _wait_exit(second, 30) == 0
+        assert await wait_exit(second, 30) == 0
     finally:
-        _kill(second)
+        kill(second)
     await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
     # re-delivered poison is upserted: still one row per poison record
     assert len(await dlq_rows(pg_dsn)) == plan.poison
@@ -142,9 +132,9 @@ async def test_sigterm_exits_zero_with_everything_done_committed(
             what="catch-up",
         )
         process.send_signal(signal.SIGTERM)
-        assert await _wait_exit(process, 30) == 0
+        assert await wait_exit(process, 30) == 0
     finally:
-        _kill(process)
+        kill(process)
     log = (tmp_path / "indexer.log").read_text()
     assert "indexer stopped" in log
     committed = await committed_offsets(
@@ -190,7 +180,7 @@ async def test_two_members_split_partitions_and_one_leaving_keeps_the_index_exac
             lambda: _some_committed(settings), within_s=60, what="a first commit", step=0.1
         )
         b.send_signal(signal.SIGTERM)
-        assert await _wait_exit(b, 40) == 0
+        assert await wait_exit(b, 40) == 0
         await wait_for(
             lambda: caught_up(
                 kafka_bootstrap, settings.kafka.group_id, settings.kafka.topic, ends, PARTITIONS
@@ -199,10 +189,10 @@ async def test_two_members_split_partitions_and_one_leaving_keeps_the_index_exac
             what="the remaining member to catch up",
         )
         a.send_signal(signal.SIGTERM)
-        assert await _wait_exit(a, 40) == 0
+        assert await wait_exit(a, 40) == 0
     finally:
-        _kill(a)
-        _kill(b)
+        kill(a)
+        kill(b)
     await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
 
 

@@ -89,6 +89,18 @@ def start_indexer(settings: Settings, *, log_path: str) -> subprocess.Popen[byte
         log.close()
 
 
+async def wait_exit(process: subprocess.Popen[bytes], within_s: float) -> int:
+    """The child's exit code, waited for without blocking the event loop."""
+    return await asyncio.wait_for(asyncio.to_thread(process.wait), within_s)
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the child if it still runs, and reap it."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
 async def read_alias(opensearch_url: str, alias: str) -> dict[int, dict[str, Any]]:
     """Every document visible through the (tombstone-filtering) alias, by listing id."""
     client = AsyncOpenSearch(hosts=[opensearch_url], timeout=60)
