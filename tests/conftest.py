@@ -11,12 +11,21 @@ import itertools
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from osmem_server import OsmemServer
-from support.stack_fixtures import TopicFactory, create_database, drop_database, provide_stack
+from support.pipeline import pipeline_settings
+from support.stack_fixtures import (
+    SettingsFactory,
+    TopicFactory,
+    create_database,
+    drop_database,
+    provide_stack,
+)
 
 from stream_indexer.devstack import StackEndpoints
+from stream_indexer.settings import Settings
 from stream_indexer.topics import ensure_topic
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
@@ -78,6 +87,25 @@ def topic_factory(kafka_bootstrap: str, unique_name: str) -> TopicFactory:
         return topic
 
     return create
+
+
+@pytest.fixture
+def settings_for(
+    kafka_bootstrap: str, opensearch_url: str, pg_dsn: str, unique_name: str
+) -> SettingsFactory:
+    """`settings_for(topic, **overrides)`: this test's stack, fresh database and names."""
+
+    def make(topic: str, **extra: Any) -> Settings:
+        return pipeline_settings(
+            bootstrap=kafka_bootstrap,
+            opensearch_url=opensearch_url,
+            pg_dsn=pg_dsn,
+            topic=topic,
+            name=unique_name,
+            **extra,
+        )
+
+    return make
 
 
 @pytest.fixture(scope="session")

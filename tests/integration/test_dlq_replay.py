@@ -19,13 +19,12 @@ from prometheus_client import CollectorRegistry
 from support.pipeline import (
     committed_offsets,
     dlq_rows,
-    pipeline_settings,
     read_alias,
     read_topic,
     settings_env,
     wait_for,
 )
-from support.stack_fixtures import TopicFactory
+from support.stack_fixtures import SettingsFactory, TopicFactory
 
 from stream_indexer.cli import main
 from stream_indexer.dlq import DeadLetter, KafkaDeadLetterTopic
@@ -40,25 +39,17 @@ POISON_VALUE = b"\xff\xfe not utf-8"
 
 @pytest.fixture
 async def settings(
-    kafka_bootstrap: str,
-    opensearch_url: str,
     pg_dsn: str,
     topic_factory: TopicFactory,
-    unique_name: str,
     monkeypatch: pytest.MonkeyPatch,
+    settings_for: SettingsFactory,
 ) -> AsyncIterator[Settings]:
     """A source topic (2 partitions), its DLQ topic (3, some stay empty), a migrated
     database, and STREAM_INDEXER_* set to match."""
     topic = await topic_factory(partitions=2)
     await topic_factory(partitions=3, name=f"{topic}.dlq")
     await migrate_up(pg_dsn)
-    settings = pipeline_settings(
-        bootstrap=kafka_bootstrap,
-        opensearch_url=opensearch_url,
-        pg_dsn=pg_dsn,
-        topic=topic,
-        name=unique_name,
-    )
+    settings = settings_for(topic)
     for name in list(os.environ):
         if name.startswith("STREAM_INDEXER_"):
             monkeypatch.delenv(name)

@@ -17,7 +17,8 @@ import asyncpg
 import orjson
 import pytest
 from opensearchpy import AsyncOpenSearch
-from support.pipeline import dlq_rows, pipeline_settings, read_alias, settings_env
+from support.pipeline import dlq_rows, read_alias, settings_env
+from support.stack_fixtures import SettingsFactory
 
 from stream_indexer.bulk import PendingWrite, build_body
 from stream_indexer.cli import main
@@ -80,21 +81,15 @@ def letter(
 
 @pytest.fixture
 async def settings(
-    kafka_bootstrap: str,
-    opensearch_url: str,
     pg_dsn: str,
     unique_name: str,
     monkeypatch: pytest.MonkeyPatch,
+    settings_for: SettingsFactory,
 ) -> AsyncIterator[Settings]:
     """Migrated database, this test's index names, and STREAM_INDEXER_* set to match."""
     await migrate_up(pg_dsn)
-    settings = pipeline_settings(
-        bootstrap=kafka_bootstrap,
-        opensearch_url=opensearch_url,
-        pg_dsn=pg_dsn,
-        topic=f"{unique_name}-src",
-        name=unique_name,
-        **{"retry.initial_backoff_ms": 10, "retry.max_attempts": 2},
+    settings = settings_for(
+        f"{unique_name}-src", **{"retry.initial_backoff_ms": 10, "retry.max_attempts": 2}
     )
     use_env(monkeypatch, settings)
     yield settings

@@ -19,7 +19,7 @@ from support.pipeline import (
     service_caught_up,
     wait_for,
 )
-from support.stack_fixtures import TopicFactory
+from support.stack_fixtures import SettingsFactory, TopicFactory
 
 from stream_indexer.circuit import CircuitState
 from stream_indexer.demo import event_bytes, listing_data, plan_events, produce_records
@@ -249,18 +249,12 @@ async def test_poison_flood_keeps_valid_records_flowing(
     opensearch_url: str,
     pg_dsn: str,
     topic_factory: TopicFactory,
-    unique_name: str,
+    settings_for: SettingsFactory,
 ) -> None:
     topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=3)
     plan = plan_events(1_500, listings=500, seed=34, poison_every=1)
     assert plan.poison == 1_500
-    settings = pipeline_settings(
-        bootstrap=kafka_bootstrap,
-        opensearch_url=opensearch_url,
-        pg_dsn=pg_dsn,
-        topic=topic,
-        name=unique_name,
-    )
+    settings = settings_for(topic)
     ends = await produce_records(kafka_bootstrap, topic, plan.records)
     async with IndexerService(settings, Metrics(CollectorRegistry())) as service:
         await wait_for(lambda: service_caught_up(service, ends), within_s=120, what="catch-up")

@@ -24,14 +24,13 @@ from support.pipeline import (
     committed_offsets,
     dlq_rows,
     kill,
-    pipeline_settings,
     read_topic,
     settings_env,
     start_indexer,
     wait_exit,
     wait_for,
 )
-from support.stack_fixtures import TopicFactory
+from support.stack_fixtures import SettingsFactory, TopicFactory
 
 from stream_indexer.demo import plan_events
 
@@ -73,17 +72,11 @@ async def test_librdkafka_compressed_stream_is_indexed_exactly_through_the_cli(
     opensearch_url: str,
     pg_dsn: str,
     topic_factory: TopicFactory,
-    unique_name: str,
     tmp_path: Path,
+    settings_for: SettingsFactory,
 ) -> None:
     topic = await topic_factory(partitions=PARTITIONS)
-    settings = pipeline_settings(
-        bootstrap=kafka_bootstrap,
-        opensearch_url=opensearch_url,
-        pg_dsn=pg_dsn,
-        topic=topic,
-        name=unique_name,
-    )
+    settings = settings_for(topic)
     env = settings_env(settings)
     migrate = await asyncio.to_thread(
         subprocess.run,

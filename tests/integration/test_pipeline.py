@@ -15,13 +15,12 @@ from support.pipeline import (
     caught_up,
     committed_offsets,
     dlq_rows,
-    pipeline_settings,
     prepare_pipeline,
     read_topic,
     service_caught_up,
     wait_for,
 )
-from support.stack_fixtures import TopicFactory
+from support.stack_fixtures import SettingsFactory, TopicFactory
 
 from stream_indexer.demo import plan_events, produce_records
 from stream_indexer.metrics import Metrics
@@ -36,19 +35,12 @@ async def test_final_index_is_newest_version_commits_reach_end_and_poison_is_dea
     opensearch_url: str,
     pg_dsn: str,
     topic_factory: TopicFactory,
-    unique_name: str,
+    settings_for: SettingsFactory,
 ) -> None:
     topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=PARTITIONS)
     plan = plan_events(3_000, listings=600, seed=11, poison_every=300)
     assert plan.out_of_order and plan.duplicates and plan.deletes and plan.poison
-    settings = pipeline_settings(
-        bootstrap=kafka_bootstrap,
-        opensearch_url=opensearch_url,
-        pg_dsn=pg_dsn,
-        topic=topic,
-        name=unique_name,
-        **{"batch.max_records": 200},
-    )
+    settings = settings_for(topic, **{"batch.max_records": 200})
     metrics = Metrics(CollectorRegistry())
     ends = await produce_records(kafka_bootstrap, topic, plan.records)
     async with IndexerService(settings, metrics) as service:
@@ -113,7 +105,7 @@ async def test_thin_events_load_from_the_source_table_and_missing_rows_delete(
     opensearch_url: str,
     pg_dsn: str,
     topic_factory: TopicFactory,
-    unique_name: str,
+    settings_for: SettingsFactory,
 ) -> None:
     topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=2)
     plan = plan_events(400, listings=80, seed=5, thin_ratio=0.5, poison_every=0)
@@ -158,13 +150,7 @@ async def test_thin_events_load_from_the_source_table_and_missing_rows_delete(
         )
     finally:
         await conn.close()
-    settings = pipeline_settings(
-        bootstrap=kafka_bootstrap,
-        opensearch_url=opensearch_url,
-        pg_dsn=pg_dsn,
-        topic=topic,
-        name=unique_name,
-    )
+    settings = settings_for(topic)
     ends = await produce_records(kafka_bootstrap, topic, plan.records)
     async with IndexerService(settings, Metrics(CollectorRegistry())) as service:
         await wait_for(lambda: service_caught_up(service, ends), within_s=60, what="catch-up")
@@ -177,16 +163,12 @@ async def test_stop_commits_what_is_done_and_restart_resumes(
     opensearch_url: str,
     pg_dsn: str,
     topic_factory: TopicFactory,
-    unique_name: str,
+    settings_for: SettingsFactory,
 ) -> None:
     topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=PARTITIONS)
     plan = plan_events(8_000, listings=2_000, seed=3)
-    settings = pipeline_settings(
-        bootstrap=kafka_bootstrap,
-        opensearch_url=opensearch_url,
-        pg_dsn=pg_dsn,
-        topic=topic,
-        name=unique_name,
+    settings = settings_for(
+        topic,
         **{
             "batch.max_records": 50,
             "batch.buffer_max_records": 100,
@@ -215,20 +197,16 @@ async def test_a_partition_buffer_never_goes_over_its_record_bound(
     opensearch_url: str,
     pg_dsn: str,
     topic_factory: TopicFactory,
-    unique_name: str,
     monkeypatch: pytest.MonkeyPatch,
+    settings_for: SettingsFactory,
 ) -> None:
     """A backlog much larger than the buffers, fetched with a large `getmany`: each
     partition's buffer still holds at most `buffer_max_records` at any time."""
     topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=2)
     plan = plan_events(3_000, listings=500, seed=21, poison_every=0)
     bound = 100
-    settings = pipeline_settings(
-        bootstrap=kafka_bootstrap,
-        opensearch_url=opensearch_url,
-        pg_dsn=pg_dsn,
-        topic=topic,
-        name=unique_name,
+    settings = settings_for(
+        topic,
         **{
             "batch.max_records": 40,
             "batch.buffer_max_records": bound,
@@ -259,10 +237,9 @@ async def _any_committed(service: IndexerService) -> bool:
 
 async def test_dead_letters_are_redacted_when_configured(
     kafka_bootstrap: str,
-    opensearch_url: str,
     pg_dsn: str,
     topic_factory: TopicFactory,
-    unique_name: str,
+    settings_for: SettingsFactory,
 ) -> None:
     topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=1)
     bad = {
@@ -281,13 +258,8 @@ async def test_dead_letters_are_redacted_when_configured(
             "city": "Berlin",
         },
     }
-    settings = pipeline_settings(
-        bootstrap=kafka_bootstrap,
-        opensearch_url=opensearch_url,
-        pg_dsn=pg_dsn,
-        topic=topic,
-        name=unique_name,
-        **{"dlq.redact_drop_fields": "description", "dlq.redact_hash_fields": "city"},
+    settings = settings_for(
+        topic, **{"dlq.redact_drop_fields": "description", "dlq.redact_hash_fields": "city"}
     )
     ends = await produce_records(kafka_bootstrap, topic, [(b"5", orjson.dumps(bad))])
     async with IndexerService(settings, Metrics(CollectorRegistry())) as service:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
-from support.pipeline import pipeline_settings, read_alias, wait_for
-from support.stack_fixtures import TopicFactory
+from support.pipeline import read_alias, wait_for
+from support.stack_fixtures import SettingsFactory, TopicFactory
 
 from stream_indexer.metrics import Metrics
 from stream_indexer.migrate import migrate_up
@@ -26,22 +26,16 @@ def listing(listing_id: int, title: str) -> dict[str, object]:
 
 
 async def test_events_from_the_library_and_the_outbox_are_indexed(
-    kafka_bootstrap: str,
     opensearch_url: str,
     pg_dsn: str,
     topic_factory: TopicFactory,
-    unique_name: str,
+    settings_for: SettingsFactory,
 ) -> None:
     topic = await topic_factory(partitions=3)
     await topic_factory(partitions=1, name=f"{topic}.dlq")
     await migrate_up(pg_dsn)
-    settings = pipeline_settings(
-        bootstrap=kafka_bootstrap,
-        opensearch_url=opensearch_url,
-        pg_dsn=pg_dsn,
-        topic=topic,
-        name=unique_name,
-        **{"producer.enable_idempotence": False, "outbox.poll_interval_ms": 20},
+    settings = settings_for(
+        topic, **{"producer.enable_idempotence": False, "outbox.poll_interval_ms": 20}
     )
     expected = {i: f"listing {i} v3" for i in range(1, 31) if i % 10}
     async with ListingEventProducer(settings) as producer:

@@ -11,8 +11,8 @@ import pytest
 from ops.facts import RULES_FILE
 from ops.prometheus_server import PrometheusServer, prometheus_binary
 from prometheus_client import CollectorRegistry
-from support.pipeline import pipeline_settings, prepare_pipeline, service_caught_up, wait_for
-from support.stack_fixtures import TopicFactory
+from support.pipeline import prepare_pipeline, service_caught_up, wait_for
+from support.stack_fixtures import SettingsFactory, TopicFactory
 
 from stream_indexer.demo import plan_events, produce_records
 from stream_indexer.http_server import ObservabilityServer
@@ -27,20 +27,13 @@ pytestmark = pytest.mark.skipif(
 
 async def test_prometheus_scrapes_a_running_indexer_and_promtool_accepts_its_metrics(
     kafka_bootstrap: str,
-    opensearch_url: str,
     pg_dsn: str,
     topic_factory: TopicFactory,
-    unique_name: str,
     tmp_path: Path,
+    settings_for: SettingsFactory,
 ) -> None:
     topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=3)
-    settings = pipeline_settings(
-        bootstrap=kafka_bootstrap,
-        opensearch_url=opensearch_url,
-        pg_dsn=pg_dsn,
-        topic=topic,
-        name=unique_name,
-    )
+    settings = settings_for(topic)
     plan = plan_events(300, listings=100, seed=9, poison_every=100)
     ends = await produce_records(kafka_bootstrap, topic, plan.records)
     metrics = Metrics(CollectorRegistry())

@@ -13,10 +13,11 @@ import re
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from stream_indexer.devstack import EmbeddedStack, StackEndpoints
+from stream_indexer.settings import Settings
 
 ENV_KAFKA = "STREAM_INDEXER_TEST_KAFKA"
 ENV_OPENSEARCH = "STREAM_INDEXER_TEST_OPENSEARCH"
@@ -35,6 +36,12 @@ class TopicFactory(Protocol):
     """The `topic_factory` fixture: creates a topic (6 partitions by default), returns its name."""
 
     async def __call__(self, partitions: int = 6, name: str | None = None) -> str: ...
+
+
+class SettingsFactory(Protocol):
+    """The `settings_for` fixture: `pipeline_settings` for one topic on this test's stack."""
+
+    def __call__(self, topic: str, **extra: Any) -> Settings: ...
 
 
 @contextmanager
