@@ -12,13 +12,12 @@ from support.pipeline import (
     committed_offsets,
     dlq_rows,
     kill,
-    pipeline_settings,
     prepare_pipeline,
     start_indexer,
     wait_exit,
     wait_for,
 )
-from support.stack_fixtures import TopicFactory
+from support.stack_fixtures import SettingsFactory, TopicFactory
 
 from stream_indexer.demo import plan_events, produce_records
 from stream_indexer.settings import Settings
@@ -28,22 +27,10 @@ pytestmark = pytest.mark.slow
 
 
 async def _prepare(
-    kafka_bootstrap: str,
-    opensearch_url: str,
-    pg_dsn: str,
-    topic_factory: TopicFactory,
-    unique_name: str,
-    **extra: object,
+    settings_for: SettingsFactory, topic_factory: TopicFactory, pg_dsn: str, **extra: object
 ) -> Settings:
     topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=PARTITIONS)
-    return pipeline_settings(
-        bootstrap=kafka_bootstrap,
-        opensearch_url=opensearch_url,
-        pg_dsn=pg_dsn,
-        topic=topic,
-        name=unique_name,
-        **{"kafka.commit_interval_ms": 100, **extra},
-    )
+    return settings_for(topic, **{"kafka.commit_interval_ms": 100, **extra})
 
 
 async def _committed_total(settings: Settings) -> int:
@@ -58,16 +45,14 @@ async def test_sigkill_mid_stream_then_restart_reaches_the_same_final_state(
     opensearch_url: str,
     pg_dsn: str,
     topic_factory: TopicFactory,
-    unique_name: str,
     tmp_path: Path,
+    settings_for: SettingsFactory,
 ) -> None:
     # small batches, one bulk at a time: slow enough to be killed mid-stream
     settings = await _prepare(
-        kafka_bootstrap,
-        opensearch_url,
-        pg_dsn,
+        settings_for,
         topic_factory,
-        unique_name,
+        pg_dsn,
         **{
             "batch.max_records": 50,
             "batch.buffer_max_records": 100,
@@ -113,13 +98,12 @@ async def _some_committed(settings: Settings) -> bool:
 
 async def test_sigterm_exits_zero_with_everything_done_committed(
     kafka_bootstrap: str,
-    opensearch_url: str,
     pg_dsn: str,
     topic_factory: TopicFactory,
-    unique_name: str,
     tmp_path: Path,
+    settings_for: SettingsFactory,
 ) -> None:
-    settings = await _prepare(kafka_bootstrap, opensearch_url, pg_dsn, topic_factory, unique_name)
+    settings = await _prepare(settings_for, topic_factory, pg_dsn)
     plan = plan_events(2_000, listings=500, seed=4)
     ends = await produce_records(kafka_bootstrap, settings.kafka.topic, plan.records)
     process = start_indexer(settings, log_path=str(tmp_path / "indexer.log"))
@@ -148,15 +132,13 @@ async def test_two_members_split_partitions_and_one_leaving_keeps_the_index_exac
     opensearch_url: str,
     pg_dsn: str,
     topic_factory: TopicFactory,
-    unique_name: str,
     tmp_path: Path,
+    settings_for: SettingsFactory,
 ) -> None:
     settings = await _prepare(
-        kafka_bootstrap,
-        opensearch_url,
-        pg_dsn,
+        settings_for,
         topic_factory,
-        unique_name,
+        pg_dsn,
         **{
             "batch.max_records": 50,
             "batch.buffer_max_records": 100,
