@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 
 from stream_indexer.bulk import PendingWrite
+from stream_indexer.errors import SchemaInvalidError
 from stream_indexer.mapping import tombstone_document
 from stream_indexer.models import Listing, ListingEvent
+
+C = TypeVar("C")
 
 
 def pending_write(
@@ -25,6 +29,28 @@ def pending_write(
         document["indexed_at"] = indexed_at
         document["event_id"] = str(event.event_id)
     return PendingWrite(event.listing_id, event.version, document, context)
+
+
+def pending_writes(
+    events: Iterable[tuple[ListingEvent, C]],
+    hydrated: Mapping[int, Listing | SchemaInvalidError | None],
+    indexed_at: str,
+) -> tuple[list[PendingWrite], list[tuple[C, SchemaInvalidError]]]:
+    """The writes for `events` (each with its context), thin events taking their listing
+    from `hydrated` (`hydrate.SourceLoader.load`); a thin event whose source row is invalid
+    is returned apart, with its context, for the caller to dead-letter or report."""
+    writes: list[PendingWrite] = []
+    invalid: list[tuple[C, SchemaInvalidError]] = []
+    for event, context in events:
+        listing = event.data
+        if event.is_thin:
+            found = hydrated.get(event.listing_id)
+            if isinstance(found, SchemaInvalidError):
+                invalid.append((context, found))
+                continue
+            listing = found
+        writes.append(pending_write(event, listing, indexed_at, context))
+    return writes, invalid
 
 
 def is_tombstone(write: PendingWrite) -> bool:

@@ -26,11 +26,10 @@ from stream_indexer.coalesce import coalesce
 from stream_indexer.decode import decode_event
 from stream_indexer.dlq.record import DeadLetter
 from stream_indexer.dlq.writer import DeadLetterWriter
-from stream_indexer.documents import is_tombstone, pending_write
+from stream_indexer.documents import is_tombstone, pending_writes
 from stream_indexer.errors import (
     DeadLetterStoreError,
     PoisonRecordError,
-    SchemaInvalidError,
     SourceUnavailableError,
 )
 from stream_indexer.hydrate import SourceLoader
@@ -284,18 +283,11 @@ class PartitionWorker:
         self, winners: list[_Decoded], outcome: _BatchOutcome
     ) -> list[PendingWrite]:
         hydrated = await self._hydrate([d for d in winners if d.event.is_thin])
-        indexed_at = datetime.now(UTC).isoformat()
-        writes: list[PendingWrite] = []
-        for item in winners:
-            event = item.event
-            listing = event.data
-            if event.is_thin:
-                found = hydrated.get(event.listing_id)
-                if isinstance(found, SchemaInvalidError):
-                    outcome.letters.append(self._letter(item.record, found, attempts=1))
-                    continue
-                listing = found
-            writes.append(pending_write(event, listing, indexed_at, item))
+        writes, invalid = pending_writes(
+            ((item.event, item) for item in winners), hydrated, datetime.now(UTC).isoformat()
+        )
+        for item, error in invalid:
+            outcome.letters.append(self._letter(item.record, error, attempts=1))
         return writes
 
     async def _hydrate(self, thin: list[_Decoded]) -> dict[int, Any]:

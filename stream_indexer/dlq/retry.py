@@ -24,12 +24,11 @@ from stream_indexer.bulk import ItemOutcome, PendingWrite, build_body, parse_ite
 from stream_indexer.decode import decode_event
 from stream_indexer.dlq.query import DlqQueries, DlqRow, RowFilter
 from stream_indexer.dlq.table import clean_text
-from stream_indexer.documents import pending_write
+from stream_indexer.documents import pending_writes
 from stream_indexer.errors import (
     MappingRejectedError,
     PoisonRecordError,
     RetriesExhaustedError,
-    SchemaInvalidError,
     SinkUnavailableError,
 )
 from stream_indexer.hydrate import SourceLoader
@@ -206,17 +205,10 @@ class DlqRetrier:
                 settings = self._settings
                 self._loader = SourceLoader(settings.source_dsn, settings.source, pool_max_size=2)
             hydrated = await self._loader.load(thin_ids)
-        indexed_at = datetime.now(UTC).isoformat()
-        writes: list[PendingWrite] = []
-        for row, event in decoded:
-            listing = event.data
-            if event.is_thin:
-                found = hydrated.get(event.listing_id)
-                if isinstance(found, SchemaInvalidError):
-                    failures.append(_Failure(row, found.error_class, str(found)))
-                    continue
-                listing = found
-            writes.append(pending_write(event, listing, indexed_at, row))
+        writes, invalid = pending_writes(
+            ((event, row) for row, event in decoded), hydrated, datetime.now(UTC).isoformat()
+        )
+        failures.extend(_Failure(row, error.error_class, str(error)) for row, error in invalid)
         return writes
 
     async def _write(
