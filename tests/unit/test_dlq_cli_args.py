@@ -10,7 +10,7 @@ from typing import Literal
 import pytest
 
 from stream_indexer.cli import build_parser
-from stream_indexer.cli.dlq import row_filter
+from stream_indexer.cli.dlq_args import row_filter
 from stream_indexer.cli.options import settings_from_args
 from stream_indexer.dlq.progress import Progress, render
 from stream_indexer.dlq.query import (
