@@ -31,13 +31,28 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, TypeAlias
+from typing import Any
 
 import orjson
 from aiohttp import web
+
+from support.fake_bulk_script import (
+    ITEM_ERROR_TYPES,
+    REASONS,
+    WHOLE_ERROR_TYPES,
+    ItemResponse,
+    ItemRule,
+    ItemSpec,
+    Step,
+    WholeFailure,
+    error_body,
+    item_error,
+    parse_ndjson,
+    spec_for,
+)
 
 __all__ = [
     "BulkRequest",
@@ -52,83 +67,6 @@ __all__ = [
 
 MAX_BODY_BYTES = 100 * 1024 * 1024
 VERSION_NUMBER = "2.19.0"
-
-#: the error type an item gets when a script gives only its status
-ITEM_ERROR_TYPES: dict[int, str] = {
-    400: "mapper_parsing_exception",
-    403: "cluster_block_exception",
-    404: "index_not_found_exception",
-    409: "version_conflict_engine_exception",
-    413: "max_bytes_length_exceeded_exception",
-    429: "es_rejected_execution_exception",
-    500: "exception",
-    503: "unavailable_shards_exception",
-}
-#: the status an item gets when a script gives only its error type
-ERROR_TYPE_STATUSES: dict[str, int] = {
-    "mapper_parsing_exception": 400,
-    "strict_dynamic_mapping_exception": 400,
-    "illegal_argument_exception": 400,
-    "document_parsing_exception": 400,
-    "max_bytes_length_exceeded_exception": 400,
-    "action_request_validation_exception": 400,
-    "cluster_block_exception": 403,
-    "index_not_found_exception": 404,
-    "version_conflict_engine_exception": 409,
-    "es_rejected_execution_exception": 429,
-    "rejected_execution_exception": 429,
-    "circuit_breaking_exception": 429,
-    "unavailable_shards_exception": 503,
-    "no_shard_available_action_exception": 503,
-    "timeout_exception": 504,
-}
-#: whole-request failures: 502/504 normally come from a proxy in front of the cluster
-WHOLE_ERROR_TYPES: dict[int, str] = {
-    429: "es_rejected_execution_exception",
-    500: "exception",
-    502: "bad_gateway",
-    503: "cluster_block_exception",
-    504: "gateway_timeout",
-}
-_REASONS: dict[str, str] = {
-    "mapper_parsing_exception": "failed to parse field [price] of type [scaled_float]",
-    "strict_dynamic_mapping_exception": "mapping set to strict, dynamic introduction of "
-    "[surprise] within [_doc] is not allowed",
-    "cluster_block_exception": "index [{index}] blocked by: [FORBIDDEN/8/index write (api)];",
-    "es_rejected_execution_exception": "rejected execution of coordinating operation "
-    "[coordinating_and_primary_bytes=0, replica_bytes=0, all_bytes=0, "
-    "coordinating_operation_bytes=1, max_coordinating_and_primary_bytes=0]",
-    "unavailable_shards_exception": "[{index}][0] primary shard is not active Timeout: [1m]",
-    "version_conflict_engine_exception": "[{id}]: version conflict (scripted)",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ItemResponse:
-    """The answer for one bulk item; `error_type`/`reason` default from the status."""
-
-    status: int
-    error_type: str | None = None
-    reason: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-
-@dataclass(frozen=True, slots=True)
-class WholeFailure:
-    """A whole `_bulk` request answered with an HTTP error; nothing in it is written."""
-
-    status: int = 503
-    error_type: str | None = None
-    reason: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-ItemSpec: TypeAlias = ItemResponse | int | str | tuple[int, str] | None
-ItemRule: TypeAlias = Callable[[int, int, str, dict[str, Any], dict[str, Any] | None], ItemSpec]
-Step: TypeAlias = WholeFailure | ItemRule | Sequence[ItemSpec]
 
 
 @dataclass(slots=True)
@@ -176,11 +114,6 @@ def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None
     return web.Response(
         body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
     )
-
-
-def _error_body(status: int, error_type: str, reason: str) -> dict[str, Any]:
-    cause = {"type": error_type, "reason": reason}
-    return {"error": {"root_cause": [cause], **cause}, "status": status}
 
 
 class FakeBulk:
@@ -343,7 +276,7 @@ class FakeBulk:
         name = request.match_info["index"]
         if name in self.indices or name in self.aliases():
             return _json(
-                _error_body(
+                error_body(
                     400, "resource_already_exists_exception", f"index [{name}] already exists"
                 ),
                 400,
@@ -373,7 +306,7 @@ class FakeBulk:
             (op, spec), *_ = action.items()
             if spec.get("index") not in self.indices:
                 return _json(
-                    _error_body(404, "index_not_found_exception", f"no such index [{spec}]"), 404
+                    error_body(404, "index_not_found_exception", f"no such index [{spec}]"), 404
                 )
         for action in actions:
             (op, spec), *_ = action.items()
@@ -389,10 +322,10 @@ class FakeBulk:
         url_index = request.match_info.get("index")
         raw = await request.read()
         try:
-            items = _parse_ndjson(raw)
+            items = parse_ndjson(raw)
         except ValueError as exc:
             record = BulkRequest(url_index, [])
-            return self._finish(record, _json(_error_body(400, "parse_exception", str(exc)), 400))
+            return self._finish(record, _json(error_body(400, "parse_exception", str(exc)), 400))
         record = BulkRequest(url_index, items)
         request_no = len(self.requests)
         step: Step | None
@@ -410,7 +343,7 @@ class FakeBulk:
             meta = _meta(action)
             index = self._resolve(str(meta.get("_index") or url_index or ""))
             doc_id = str(meta.get("_id") or f"auto{next(self._auto_ids)}")
-            spec = _spec_for(step, request_no, item_no, doc_id, action, source)
+            spec = spec_for(step, request_no, item_no, doc_id, action, source)
             answer = self._apply(op, index, doc_id, meta, source, spec)
             answers.append({op: answer})
         took = int((time.perf_counter() - started) * 1000)
@@ -440,7 +373,7 @@ class FakeBulk:
         error_type = failure.error_type or WHOLE_ERROR_TYPES.get(failure.status, "exception")
         reason = failure.reason or f"scripted HTTP {failure.status} ({error_type})"
         return _json(
-            _error_body(failure.status, error_type, reason), failure.status, failure.headers
+            error_body(failure.status, error_type, reason), failure.status, failure.headers
         )
 
     def _resolve(self, name: str) -> str:
@@ -465,7 +398,7 @@ class FakeBulk:
         spec: ItemResponse | None,
     ) -> dict[str, Any]:
         if not index:
-            return _item_error(
+            return item_error(
                 index, doc_id, 400, "action_request_validation_exception", "index is missing"
             )
         if index not in self.indices:  # auto-create, as action.auto_create_index does
@@ -478,15 +411,15 @@ class FakeBulk:
         if spec is not None:
             if not spec.ok:
                 error_type = spec.error_type or ITEM_ERROR_TYPES.get(spec.status, "exception")
-                reason = spec.reason or _REASONS.get(error_type, "scripted {type}").format(
+                reason = spec.reason or REASONS.get(error_type, "scripted {type}").format(
                     index=index, id=doc_id, type=error_type
                 )
-                return _item_error(index, doc_id, spec.status, error_type, reason)
+                return item_error(index, doc_id, spec.status, error_type, reason)
             version = int(given) if given is not None else (current_version or 0) + 1
             return self._write(op, index, doc_id, source, version, status=spec.status)
         version_type = meta.get("version_type", "internal")
         if op == "create" and current is not None:
-            return _item_error(
+            return item_error(
                 index,
                 doc_id,
                 409,
@@ -495,7 +428,7 @@ class FakeBulk:
                 f"(current version [{current.version}])",
             )
         if op not in ("index", "create", "delete"):
-            return _item_error(
+            return item_error(
                 index,
                 doc_id,
                 400,
@@ -504,7 +437,7 @@ class FakeBulk:
             )
         if version_type in ("external", "external_gte"):
             if given is None:
-                return _item_error(
+                return item_error(
                     index,
                     doc_id,
                     400,
@@ -518,7 +451,7 @@ class FakeBulk:
             )
             if stale:
                 word = "higher or equal to" if version_type == "external" else "higher than"
-                return _item_error(
+                return item_error(
                     index,
                     doc_id,
                     409,
@@ -564,76 +497,3 @@ class FakeBulk:
             "_primary_term": 1,
             "status": status if status is not None else natural,
         }
-
-
-def _item_error(
-    index: str, doc_id: str, status: int, error_type: str, reason: str
-) -> dict[str, Any]:
-    return {
-        "_index": index,
-        "_id": doc_id,
-        "status": status,
-        "error": {
-            "type": error_type,
-            "reason": reason,
-            "index": index,
-            "shard": "0",
-            "index_uuid": "fake-bulk-index-uuid",
-        },
-    }
-
-
-def _coerce(spec: ItemSpec) -> ItemResponse | None:
-    """Normalise a per-item spec; None means "process the item normally"."""
-    if spec is None or isinstance(spec, ItemResponse):
-        return spec
-    if isinstance(spec, bool):
-        raise TypeError(f"not an item spec: {spec!r}")
-    if isinstance(spec, int):
-        return ItemResponse(spec)
-    if isinstance(spec, str):
-        return ItemResponse(ERROR_TYPE_STATUSES.get(spec, 500), spec)
-    if isinstance(spec, tuple) and len(spec) == 2:
-        return ItemResponse(int(spec[0]), str(spec[1]))
-    raise TypeError(f"not an item spec: {spec!r}")
-
-
-def _spec_for(
-    step: Step | None,
-    request_no: int,
-    item_no: int,
-    doc_id: str,
-    action: dict[str, Any],
-    source: dict[str, Any] | None,
-) -> ItemResponse | None:
-    if step is None or isinstance(step, WholeFailure):
-        return None
-    if callable(step):
-        return _coerce(step(request_no, item_no, doc_id, action, source))
-    return _coerce(step[item_no]) if item_no < len(step) else None
-
-
-def _parse_ndjson(raw: bytes) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
-    """(action, source) pairs of a `_bulk` body; deletes have no source line."""
-    lines = [line for line in raw.split(b"\n") if line.strip()]
-    items: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
-    position = 0
-    while position < len(lines):
-        try:
-            action = orjson.loads(lines[position])
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"malformed action line {position + 1}: {exc}") from None
-        if not isinstance(action, dict) or len(action) != 1:
-            raise ValueError(f"malformed action line {position + 1}")
-        position += 1
-        source: dict[str, Any] | None = None
-        if next(iter(action)) != "delete":
-            if position >= len(lines):
-                raise ValueError("the last action has no source line")
-            try:
-                source = orjson.loads(lines[position])
-            except orjson.JSONDecodeError as exc:
-                raise ValueError(f"malformed source line {position + 1}: {exc}") from None
-            position += 1
-        items.append((action, source))
-    return items
