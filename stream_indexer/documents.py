@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from stream_indexer.bulk import PendingWrite
 from stream_indexer.errors import SchemaInvalidError
+from stream_indexer.hydrate import Hydrated
 from stream_indexer.mapping import tombstone_document
 from stream_indexer.models import Listing, ListingEvent
 
@@ -33,7 +34,7 @@ def pending_write(
 
 def pending_writes(
     events: Iterable[tuple[ListingEvent, C]],
-    hydrated: Mapping[int, Listing | SchemaInvalidError | None],
+    hydrated: Mapping[int, Hydrated],
     indexed_at: str,
 ) -> tuple[list[PendingWrite], list[tuple[C, SchemaInvalidError]]]:
     """The writes for `events` (each with its context), thin events taking their listing

@@ -29,6 +29,13 @@ def quiet_client_loggers() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def prepare_process() -> None:
+    """What every process that runs the indexer does first: quiet the client loggers and
+    tune the garbage collector (`gc_tuning`)."""
+    quiet_client_loggers()
+    tune_gc()
+
+
 def install_stop_signals(loop: asyncio.AbstractEventLoop, request_stop: Callable[[], None]) -> None:
     """First SIGTERM/SIGINT: graceful stop. Second SIGINT: immediate exit."""
     interrupts = 0
@@ -52,8 +59,7 @@ def install_stop_signals(loop: asyncio.AbstractEventLoop, request_stop: Callable
 
 async def serve(settings: Settings, metrics: Metrics | None = None) -> None:
     """Run the indexer (and its /metrics, /healthz, /readyz server) until a stop signal."""
-    quiet_client_loggers()
-    tune_gc()
+    prepare_process()
     metrics = metrics or Metrics()
     service = IndexerService(settings, metrics)
     install_stop_signals(asyncio.get_running_loop(), service.request_stop)

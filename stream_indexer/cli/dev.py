@@ -49,11 +49,10 @@ def handle(args: argparse.Namespace) -> int:
 
 async def _dev(args: argparse.Namespace, endpoints: Any) -> int:
     from stream_indexer.demo import plan_events, produce_records
-    from stream_indexer.gc_tuning import tune_gc
     from stream_indexer.http_server import ObservabilityServer
     from stream_indexer.metrics import Metrics
     from stream_indexer.migrate import migrate_up
-    from stream_indexer.runner import install_stop_signals, quiet_client_loggers
+    from stream_indexer.runner import install_stop_signals, prepare_process
     from stream_indexer.service import IndexerService
     from stream_indexer.settings import load_settings
     from stream_indexer.topics import ensure_topic
@@ -73,8 +72,7 @@ async def _dev(args: argparse.Namespace, endpoints: Any) -> int:
         endpoints.kafka_bootstrap, settings.dlq_topic, partitions=settings.dlq.topic_partitions
     )
     await migrate_up(endpoints.postgres_dsn)
-    quiet_client_loggers()
-    tune_gc()
+    prepare_process()
     metrics = Metrics()
     service = IndexerService(settings, metrics)
     install_stop_signals(asyncio.get_running_loop(), service.request_stop)
