@@ -11,6 +11,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 from support.pipeline import (
+    SLOW_PIPELINE,
     assert_index_matches,
     caught_up,
     committed_offsets,
@@ -169,12 +170,8 @@ async def test_stop_commits_what_is_done_and_restart_resumes(
     plan = plan_events(8_000, listings=2_000, seed=3)
     settings = settings_for(
         topic,
-        **{
-            "batch.max_records": 50,
-            "batch.buffer_max_records": 100,
-            "opensearch.max_in_flight_bulks": 1,
-            "kafka.commit_interval_ms": 50,
-        },
+        **SLOW_PIPELINE,
+        **{"kafka.commit_interval_ms": 50},
     )
     ends = await produce_records(kafka_bootstrap, topic, plan.records)
     service = IndexerService(settings, Metrics(CollectorRegistry()))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from support.pipeline import (
+    SLOW_PIPELINE,
     assert_index_matches,
     caught_up,
     committed_offsets,
@@ -48,16 +49,11 @@ async def test_sigkill_mid_stream_then_restart_reaches_the_same_final_state(
     tmp_path: Path,
     settings_for: SettingsFactory,
 ) -> None:
-    # small batches, one bulk at a time: slow enough to be killed mid-stream
     settings = await _prepare(
         settings_for,
         topic_factory,
         pg_dsn,
-        **{
-            "batch.max_records": 50,
-            "batch.buffer_max_records": 100,
-            "opensearch.max_in_flight_bulks": 1,
-        },
+        **SLOW_PIPELINE,
     )
     plan = plan_events(8_000, listings=2_000, seed=21, poison_every=400)
     ends = await produce_records(kafka_bootstrap, settings.kafka.topic, plan.records)
@@ -139,11 +135,7 @@ async def test_two_members_split_partitions_and_one_leaving_keeps_the_index_exac
         settings_for,
         topic_factory,
         pg_dsn,
-        **{
-            "batch.max_records": 50,
-            "batch.buffer_max_records": 100,
-            "opensearch.max_in_flight_bulks": 1,
-        },
+        **SLOW_PIPELINE,
     )
     a = start_indexer(settings, log_path=str(tmp_path / "a.log"))
     b = start_indexer(settings, log_path=str(tmp_path / "b.log"))

@@ -33,6 +33,14 @@ async def prepare_pipeline(
     return topic
 
 
+#: small batches and one bulk request at a time: slow enough to stop or kill mid-stream
+SLOW_PIPELINE: dict[str, Any] = {
+    "batch.max_records": 50,
+    "batch.buffer_max_records": 100,
+    "opensearch.max_in_flight_bulks": 1,
+}
+
+
 def pipeline_settings(
     *, bootstrap: str, opensearch_url: str, pg_dsn: str, topic: str, name: str, **extra: Any
 ) -> Settings:
