@@ -37,7 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 schemas: $(STAMP)
-	$(BIN)/python -m stream_indexer.schema_export
+	$(BIN)/python -m stream_indexer.devtools.schema_export
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

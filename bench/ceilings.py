@@ -23,8 +23,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench import osadmin
 from bench.workload import ProducedTopic, bulk_bodies
-from stream_indexer.bulk import PendingWrite
-from stream_indexer.sink import NDJSON_HEADERS
+from stream_indexer.opensearch.bulk import PendingWrite
+from stream_indexer.opensearch.sink import NDJSON_HEADERS
 
 BATCH_SIZES = (500, 1000, 5000)
 IN_FLIGHT = (1, 2, 4)

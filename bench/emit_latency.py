@@ -20,10 +20,10 @@ from typing import Any
 
 from opensearchpy import OpenSearch
 
+from stream_indexer.app.topics import ensure_topic
+from stream_indexer.devtools.loadgen import EventGenerator, LoadMix, percentile, run_load
 from stream_indexer.producer import ListingEventProducer
-from stream_indexer.producer.loadgen import EventGenerator, LoadMix, percentile, run_load
 from stream_indexer.settings import load_settings
-from stream_indexer.topics import ensure_topic
 
 INDEX_ONLY = LoadMix(create=0.3, update=0.7, stale=0, delete=0, thin=0)
 WARMUP_EVENTS = 500

@@ -30,8 +30,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench import profile
 from bench.workload import ProducedTopic
-from stream_indexer.devstack import StackEndpoints
-from stream_indexer.devstack._proc import free_port
+from stream_indexer.devtools.devstack import StackEndpoints
+from stream_indexer.devtools.devstack._proc import free_port
 
 SAMPLE_EVERY_S = 0.1
 SCRAPE_EVERY_TICKS = 10

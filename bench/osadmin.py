@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from stream_indexer.mapping import index_body
+from stream_indexer.opensearch.mapping import index_body
 
 JSON = {"content-type": "application/json"}
 #: big bulks on osmem can take over 10 s; a timeout must never decide a measurement

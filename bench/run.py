@@ -20,8 +20,8 @@ from typing import Any
 from bench import baselines, ceilings, osadmin, report
 from bench.indexer_proc import run_indexer
 from bench.workload import make_plan, produce_backlog, run_id, writes_for
-from stream_indexer.devstack import EmbeddedStack, StackEndpoints
-from stream_indexer.migrate import migrate_up
+from stream_indexer.app.migrate import migrate_up
+from stream_indexer.devtools.devstack import EmbeddedStack, StackEndpoints
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: osmem merges segments inline, at a cost that grows with the index: past ~10,000

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from stream_indexer.bulk import PendingWrite, build_body
-from stream_indexer.decode import decode_event
-from stream_indexer.demo import DemoPlan, plan_events, produce_records
+from stream_indexer.app.topics import ensure_topic
+from stream_indexer.devtools.demo import DemoPlan, plan_events, produce_records
 from stream_indexer.errors import PoisonRecordError
-from stream_indexer.mapping import tombstone_document
 from stream_indexer.models import ListingEvent
-from stream_indexer.topics import ensure_topic
+from stream_indexer.opensearch.bulk import PendingWrite, build_body
+from stream_indexer.opensearch.mapping import tombstone_document
+from stream_indexer.pipeline.decode import decode_event
 
 Record = tuple[bytes | None, bytes | None]
 MAX_VALUE_BYTES = 1024 * 1024

@@ -8,8 +8,8 @@ from stream_indexer.errors import (
     StreamIndexerError,
     TransientError,
 )
-from stream_indexer.metrics import Metrics
 from stream_indexer.models import Listing, ListingEvent
+from stream_indexer.observability.metrics import Metrics
 from stream_indexer.producer import (
     ListingEventProducer,
     ProducerBackpressureError,

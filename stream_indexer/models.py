@@ -1,7 +1,7 @@
 """Event contract: the pydantic models every producer and the consumer validate against.
 
 These models are the source of truth; `schemas/listing_event.v1.json` is generated from
-them (`python -m stream_indexer.schema_export`) and a test fails when the two drift.
+them (`python -m stream_indexer.devtools.schema_export`) and a test fails when the two drift.
 Every string, list and number is capped so that no event can make OpenSearch reject a
 term (32,766-byte limit) or blow up a worker's memory.
 """

@@ -24,9 +24,9 @@ from support.stack_fixtures import (
     provide_stack,
 )
 
-from stream_indexer.devstack import StackEndpoints
+from stream_indexer.app.topics import ensure_topic
+from stream_indexer.devtools.devstack import StackEndpoints
 from stream_indexer.settings import Settings
-from stream_indexer.topics import ensure_topic
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 

@@ -35,8 +35,8 @@ def register(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from stream_indexer.devstack.stack import EmbeddedStack
-    from stream_indexer.logging_setup import configure_logging
+    from stream_indexer.devtools.devstack.stack import EmbeddedStack
+    from stream_indexer.observability.logging_setup import configure_logging
 
     configure_logging("INFO", "console")
     print("starting the embedded stack (tansu, osmem-server, PostgreSQL)...", flush=True)
@@ -48,14 +48,14 @@ def handle(args: argparse.Namespace) -> int:
 
 
 async def _dev(args: argparse.Namespace, endpoints: Any) -> int:
-    from stream_indexer.demo import plan_events, produce_records
-    from stream_indexer.http_server import ObservabilityServer
-    from stream_indexer.metrics import Metrics
-    from stream_indexer.migrate import migrate_up
-    from stream_indexer.runner import install_stop_signals, prepare_process
-    from stream_indexer.service import IndexerService
+    from stream_indexer.app.migrate import migrate_up
+    from stream_indexer.app.runner import install_stop_signals, prepare_process
+    from stream_indexer.app.service import IndexerService
+    from stream_indexer.app.topics import ensure_topic
+    from stream_indexer.devtools.demo import plan_events, produce_records
+    from stream_indexer.observability.http_server import ObservabilityServer
+    from stream_indexer.observability.metrics import Metrics
     from stream_indexer.settings import load_settings
-    from stream_indexer.topics import ensure_topic
 
     settings = load_settings(
         {

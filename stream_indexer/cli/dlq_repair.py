@@ -14,11 +14,11 @@ from stream_indexer.cli.dlq_run import (
     with_queries,
 )
 from stream_indexer.cli.options import settings_from_args
-from stream_indexer.dlq.progress import Progress
 from stream_indexer.dlq.query import DlqQueries, RowFilter, format_age
-from stream_indexer.dlq.replay import DlqReplayer, ReplayFilter, ReplayOptions, ReplayReport
-from stream_indexer.dlq.retry import DlqRetrier, RetryOptions, RetryReport
-from stream_indexer.sink import OpenSearchSink
+from stream_indexer.opensearch.sink import OpenSearchSink
+from stream_indexer.repair.progress import Progress
+from stream_indexer.repair.replay import DlqReplayer, ReplayFilter, ReplayOptions, ReplayReport
+from stream_indexer.repair.retry import DlqRetrier, RetryOptions, RetryReport
 
 
 def handle_retry(args: argparse.Namespace) -> int:

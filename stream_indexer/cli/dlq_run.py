@@ -17,8 +17,8 @@ import asyncpg
 from aiokafka.errors import KafkaError
 
 from stream_indexer.dlq.query import DlqQueries
-from stream_indexer.dlq.replay import ReplayError
 from stream_indexer.errors import TransientError
+from stream_indexer.repair.replay import ReplayError
 from stream_indexer.settings import Settings
 
 T = TypeVar("T")

@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from stream_indexer.migrate import (
+from stream_indexer.app.migrate import (
     Migration,
     MigrationError,
     current_version,

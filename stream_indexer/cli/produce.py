@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from stream_indexer.devtools.loadgen import EventGenerator, LoadMix, run_load
 from stream_indexer.producer.client import (
     DeliveryResult,
     ListingEventProducer,
@@ -26,7 +27,6 @@ from stream_indexer.producer.client import (
     ProducerDeliveryError,
 )
 from stream_indexer.producer.events import InvalidEventError, validate_json_line
-from stream_indexer.producer.loadgen import EventGenerator, LoadMix, run_load
 from stream_indexer.producer.relay import OutboxRelay
 from stream_indexer.settings import Settings, load_settings
 

@@ -18,8 +18,8 @@ def register(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from stream_indexer.logging_setup import configure_logging
-    from stream_indexer.runner import serve
+    from stream_indexer.app.runner import serve
+    from stream_indexer.observability.logging_setup import configure_logging
 
     settings = settings_from_args(args)
     configure_logging(settings.log.level, settings.log.format)

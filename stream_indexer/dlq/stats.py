@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from stream_indexer.dlq.table import quote_table_name
-from stream_indexer.metrics import Metrics
+from stream_indexer.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 SAMPLE_INTERVAL_S = 15.0

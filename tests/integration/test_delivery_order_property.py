@@ -25,17 +25,17 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from stream_indexer.backoff import Backoff
-from stream_indexer.bulk_assembler import BulkAssembler
-from stream_indexer.bulk_writer import BulkWriter
-from stream_indexer.circuit import CircuitBreaker
-from stream_indexer.demo import event_bytes, listing_data
+from stream_indexer.devtools.demo import event_bytes, listing_data
 from stream_indexer.dlq.writer import WriteResult
-from stream_indexer.mapping import METADATA_FIELDS
-from stream_indexer.metrics import Metrics
 from stream_indexer.models import Listing
+from stream_indexer.observability.metrics import Metrics
+from stream_indexer.opensearch.assembler import BulkAssembler
+from stream_indexer.opensearch.circuit import CircuitBreaker
+from stream_indexer.opensearch.mapping import METADATA_FIELDS
+from stream_indexer.opensearch.sink import OpenSearchSink
+from stream_indexer.opensearch.writer import BulkWriter
+from stream_indexer.pipeline.worker import PartitionWorker, WorkerContext
 from stream_indexer.settings import Settings, load_settings
-from stream_indexer.sink import OpenSearchSink
-from stream_indexer.worker import PartitionWorker, WorkerContext
 
 pytestmark = pytest.mark.integration
 

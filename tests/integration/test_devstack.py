@@ -17,9 +17,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from support.stack_fixtures import TopicFactory
 
-from stream_indexer.devstack import EmbeddedStack, StackEndpoints
+from stream_indexer.app.topics import ensure_topic
+from stream_indexer.devtools.devstack import EmbeddedStack, StackEndpoints
 from stream_indexer.errors import ConfigError
-from stream_indexer.topics import ensure_topic
 
 RECEIVE_TIMEOUT_S = 20.0
 
@@ -149,7 +149,7 @@ def test_given_endpoints_are_used_and_nothing_is_started() -> None:
 
 _CHILD = """
 import json, sys
-from stream_indexer.devstack import EmbeddedStack
+from stream_indexer.devtools.devstack import EmbeddedStack
 stack = EmbeddedStack()
 stack.start()
 print(json.dumps({"pids": list(stack.pids.values()), "rundir": str(stack.rundir)}), flush=True)

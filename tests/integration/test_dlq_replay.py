@@ -26,11 +26,11 @@ from support.pipeline import (
 )
 from support.stack_fixtures import SettingsFactory, TopicFactory
 
+from stream_indexer.app.migrate import migrate_up
+from stream_indexer.app.service import IndexerService
 from stream_indexer.cli import main
 from stream_indexer.dlq import DeadLetter, KafkaDeadLetterTopic
-from stream_indexer.metrics import Metrics
-from stream_indexer.migrate import migrate_up
-from stream_indexer.service import IndexerService
+from stream_indexer.observability.metrics import Metrics
 from stream_indexer.settings import Settings
 
 POISON_KEY = b"77"

@@ -14,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from support.stack_fixtures import TopicFactory
 
+from stream_indexer.app.migrate import migrate_up
 from stream_indexer.dlq import (
     DeadLetter,
     DeadLetterWriter,
@@ -23,7 +24,6 @@ from stream_indexer.dlq import (
 )
 from stream_indexer.dlq.headers import MAX_ERROR_MESSAGE_BYTES
 from stream_indexer.errors import ConfigError, DeadLetterStoreError
-from stream_indexer.migrate import migrate_up
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 DLQ_NAMES = [

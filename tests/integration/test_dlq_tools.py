@@ -20,12 +20,12 @@ from opensearchpy import AsyncOpenSearch
 from support.pipeline import dlq_rows, read_alias, settings_env
 from support.stack_fixtures import SettingsFactory
 
-from stream_indexer.bulk import PendingWrite, build_body
+from stream_indexer.app.migrate import migrate_up
 from stream_indexer.cli import main
 from stream_indexer.dlq import DeadLetter, PostgresDeadLetterTable
-from stream_indexer.migrate import migrate_up
+from stream_indexer.opensearch.bulk import PendingWrite, build_body
+from stream_indexer.opensearch.sink import OpenSearchSink
 from stream_indexer.settings import Settings
-from stream_indexer.sink import OpenSearchSink
 
 NOW = datetime.now(UTC)
 

@@ -21,10 +21,10 @@ from support.pipeline import (
 )
 from support.stack_fixtures import SettingsFactory, TopicFactory
 
-from stream_indexer.circuit import CircuitState
-from stream_indexer.demo import event_bytes, listing_data, plan_events, produce_records
-from stream_indexer.metrics import Metrics
-from stream_indexer.service import IndexerService
+from stream_indexer.app.service import IndexerService
+from stream_indexer.devtools.demo import event_bytes, listing_data, plan_events, produce_records
+from stream_indexer.observability.metrics import Metrics
+from stream_indexer.opensearch.circuit import CircuitState
 
 FAST_RETRY = {
     "retry.initial_backoff_ms": 50,

@@ -32,7 +32,7 @@ from support.pipeline import (
 )
 from support.stack_fixtures import SettingsFactory, TopicFactory
 
-from stream_indexer.demo import plan_events
+from stream_indexer.devtools.demo import plan_events
 
 pytestmark = pytest.mark.slow
 

@@ -10,12 +10,12 @@ import pytest
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConflictError, RequestError
 
-from stream_indexer.mapping import (
+from stream_indexer.models import Listing
+from stream_indexer.opensearch.mapping import (
     alias_actions,
     index_body,
     tombstone_document,
 )
-from stream_indexer.models import Listing
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from stream_indexer.cli import main
-from stream_indexer.migrate import (
+from stream_indexer.app.migrate import (
     MigrationError,
     current_version,
     default_migrations_dir,
@@ -17,6 +16,7 @@ from stream_indexer.migrate import (
     migrate_down,
     migrate_up,
 )
+from stream_indexer.cli import main
 
 DLQ_FILES = (
     "000001_create_opensearch_indexing_dlq.up.sql",

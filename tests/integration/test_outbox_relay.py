@@ -18,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from stream_indexer.migrate import migrate_up
+from stream_indexer.app.migrate import migrate_up
 from stream_indexer.models import ListingEvent
 from stream_indexer.producer import InvalidEventError, OutboxRelay, delete_event, index_event
 from stream_indexer.producer.outbox import insert_event

@@ -23,10 +23,10 @@ from support.pipeline import (
 )
 from support.stack_fixtures import SettingsFactory, TopicFactory
 
-from stream_indexer.demo import plan_events, produce_records
-from stream_indexer.metrics import Metrics
-from stream_indexer.service import IndexerService
-from stream_indexer.worker import PartitionWorker
+from stream_indexer.app.service import IndexerService
+from stream_indexer.devtools.demo import plan_events, produce_records
+from stream_indexer.observability.metrics import Metrics
+from stream_indexer.pipeline.worker import PartitionWorker
 
 PARTITIONS = 6
 
@@ -91,8 +91,8 @@ async def test_final_index_is_newest_version_commits_reach_end_and_poison_is_dea
 
 
 def _is_valid(value: bytes | None) -> bool:
-    from stream_indexer.decode import decode_event
     from stream_indexer.errors import PoisonRecordError
+    from stream_indexer.pipeline.decode import decode_event
 
     try:
         decode_event(None, value, max_bytes=1 << 20)

@@ -20,7 +20,7 @@ from support.pipeline import (
 )
 from support.stack_fixtures import SettingsFactory, TopicFactory
 
-from stream_indexer.demo import plan_events, produce_records
+from stream_indexer.devtools.demo import plan_events, produce_records
 from stream_indexer.settings import Settings
 
 PARTITIONS = 6

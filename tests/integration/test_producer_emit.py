@@ -11,8 +11,9 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream_indexer.devstack.tansu import TansuBroker
-from stream_indexer.migrate import migrate_up
+from stream_indexer.app.migrate import migrate_up
+from stream_indexer.app.topics import ensure_topic
+from stream_indexer.devtools.devstack.tansu import TansuBroker
 from stream_indexer.models import ListingEvent
 from stream_indexer.producer import (
     InvalidEventError,
@@ -23,7 +24,6 @@ from stream_indexer.producer import (
     SyncListingEventProducer,
 )
 from stream_indexer.settings import Settings, load_settings
-from stream_indexer.topics import ensure_topic
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -14,10 +14,10 @@ from prometheus_client import CollectorRegistry
 from support.pipeline import prepare_pipeline, service_caught_up, wait_for
 from support.stack_fixtures import SettingsFactory, TopicFactory
 
-from stream_indexer.demo import plan_events, produce_records
-from stream_indexer.http_server import ObservabilityServer
-from stream_indexer.metrics import Metrics
-from stream_indexer.service import IndexerService
+from stream_indexer.app.service import IndexerService
+from stream_indexer.devtools.demo import plan_events, produce_records
+from stream_indexer.observability.http_server import ObservabilityServer
+from stream_indexer.observability.metrics import Metrics
 
 pytestmark = pytest.mark.skipif(
     prometheus_binary() is None or shutil.which("promtool") is None,

@@ -7,10 +7,10 @@ import asyncio
 import pytest
 from opensearchpy import AsyncOpenSearch
 
-from stream_indexer.bulk import PendingWrite, build_body, parse_items
 from stream_indexer.errors import ConfigError
+from stream_indexer.opensearch.bulk import PendingWrite, build_body, parse_items
+from stream_indexer.opensearch.sink import OpenSearchSink
 from stream_indexer.settings import Settings, load_settings
-from stream_indexer.sink import OpenSearchSink
 
 pytestmark = pytest.mark.integration
 

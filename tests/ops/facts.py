@@ -9,7 +9,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
-from stream_indexer.metrics import Metrics
+from stream_indexer.observability.metrics import Metrics
 from stream_indexer.settings import ENV_PREFIX, Settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
-from stream_indexer.logging_setup import configure_logging, redact
+from stream_indexer.observability.logging_setup import configure_logging, redact
 from stream_indexer.settings import Settings, masked_dump
 
 
@@ -30,14 +30,14 @@ def _json_lines(text: str) -> list[dict[str, object]]:
 
 def test_json_lines_carry_standard_and_extra_fields(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("INFO", "json")
-    logging.getLogger("stream_indexer.worker").info(
+    logging.getLogger("stream_indexer.pipeline.worker").info(
         "dead-lettered %s",
         "record",
         extra={"topic": "listings.changes", "partition": 3, "offset": 1017, "listing_id": 42},
     )
     (line,) = _json_lines(capsys.readouterr().err)
     assert line["level"] == "INFO"
-    assert line["logger"] == "stream_indexer.worker"
+    assert line["logger"] == "stream_indexer.pipeline.worker"
     assert line["msg"] == "dead-lettered record"
     assert (line["topic"], line["partition"], line["offset"], line["listing_id"]) == (
         "listings.changes",

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from stream_indexer.http_server import ObservabilityServer
-from stream_indexer.metrics import Metrics
+from stream_indexer.observability.http_server import ObservabilityServer
+from stream_indexer.observability.metrics import Metrics
 
 from .facts import DASHBOARD_FILE, RULES_FILE
 from .prometheus_server import PrometheusServer, prometheus_binary

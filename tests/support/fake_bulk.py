@@ -2,7 +2,7 @@
 
 The local OpenSearch (osmem) never answers 429 or 5xx and never rejects single items for
 load, so tests of the retry policy and circuit breaker script those answers here. The fake
-speaks the HTTP calls `stream_indexer.sink.OpenSearchSink` makes (opensearch-py):
+speaks the HTTP calls `stream_indexer.opensearch.sink.OpenSearchSink` makes (opensearch-py):
 
     GET|HEAD /                       cluster info (ping)
     HEAD /{index}                    index (or alias) exists

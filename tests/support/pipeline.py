@@ -15,9 +15,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from opensearchpy import AsyncOpenSearch
 
-from stream_indexer.demo import DemoPlan
-from stream_indexer.mapping import METADATA_FIELDS
+from stream_indexer.devtools.demo import DemoPlan
 from stream_indexer.models import Listing
+from stream_indexer.opensearch.mapping import METADATA_FIELDS
 from stream_indexer.settings import Settings, load_settings
 
 
@@ -25,7 +25,7 @@ async def prepare_pipeline(
     topic_factory: Callable[..., Awaitable[str]], pg_dsn: str, *, partitions: int
 ) -> str:
     """A fresh topic with its `.dlq` topic, and the migrated DLQ table; returns the topic."""
-    from stream_indexer.migrate import migrate_up
+    from stream_indexer.app.migrate import migrate_up
 
     topic = await topic_factory(partitions=partitions)
     await topic_factory(partitions=1, name=f"{topic}.dlq")

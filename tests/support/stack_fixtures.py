@@ -16,7 +16,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from stream_indexer.devstack import EmbeddedStack, StackEndpoints
+from stream_indexer.devtools.devstack import EmbeddedStack, StackEndpoints
 from stream_indexer.settings import Settings
 
 ENV_KAFKA = "STREAM_INDEXER_TEST_KAFKA"

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from stream_indexer import schema_export
-from stream_indexer.mapping import alias_filter, index_body
+from stream_indexer.devtools import schema_export
 from stream_indexer.models import Listing, event_json_schema
+from stream_indexer.opensearch.mapping import alias_filter, index_body
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
-REGENERATE = "run `python -m stream_indexer.schema_export` and commit schemas/"
+REGENERATE = "run `python -m stream_indexer.devtools.schema_export` and commit schemas/"
 
 
 def test_event_schema_file_is_up_to_date() -> None:

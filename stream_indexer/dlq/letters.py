@@ -1,0 +1,57 @@
+"""Poison handling: turn a failed Kafka record into a `DeadLetter` with its full context.
+
+The dead letter keeps the original key, value bytes and headers untouched (replay needs
+them bit for bit) and recovers what it can (listing id, action, JSON body) for the table's
+actionable view, without ever raising on hostile input.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from stream_indexer.dlq.record import DeadLetter
+from stream_indexer.dlq.recover import recover_action, recover_json, recover_listing_id
+from stream_indexer.dlq.redaction import Redactor
+from stream_indexer.errors import StreamIndexerError
+
+MAX_ERROR_MESSAGE_CHARS = 64 * 1024
+
+
+def dead_letter_for(
+    record: Any,
+    error: BaseException,
+    *,
+    attempts: int,
+    consumer_group: str,
+    redactor: Redactor | None = None,
+) -> DeadLetter:
+    """A dead letter for aiokafka `ConsumerRecord` `record` that failed with `error`."""
+    error_class = (
+        error.error_class if isinstance(error, StreamIndexerError) else type(error).__name__
+    )
+    message = str(error) or type(error).__name__
+    value: bytes | None = record.value
+    data = None
+    if redactor:
+        value, data = redactor.apply(value)
+    else:
+        data = recover_json(value)
+    headers = tuple((str(name), bytes(value or b"")) for name, value in (record.headers or ()))
+    return DeadLetter(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp_ms=record.timestamp,
+        key=record.key,
+        value=value,
+        headers=headers,
+        listing_id=recover_listing_id(record.key, record.value),
+        action=recover_action(record.value),
+        data=data,
+        error_class=error_class,
+        error_message=message[:MAX_ERROR_MESSAGE_CHARS],
+        attempts=attempts,
+        consumer_group=consumer_group,
+        failed_at=datetime.now(UTC),
+    )

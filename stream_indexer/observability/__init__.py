@@ -1,0 +1,1 @@
+"""Metrics, the health and metrics HTTP server, and logging: used by every layer above."""

@@ -1,0 +1,150 @@
+"""Bulk assembly: partitions' batches that are ready together go out in one `_bulk` request.
+
+Group commit, as databases do for log flushes: while a request is in flight, the batches
+other partitions finish preparing queue up, and the next free request slot takes all of
+them (up to a document and byte limit) in one request. Fewer, larger requests are what
+OpenSearch indexes fastest, and a partition never waits for another to fill a batch: a
+lone batch is sent at once when a slot is free. Results are split back per submission,
+item by item, so each partition's retry and commit logic stays its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from stream_indexer.observability.metrics import Metrics
+from stream_indexer.opensearch.bulk import ItemResult, PendingWrite, build_body, parse_items
+from stream_indexer.opensearch.sink import OpenSearchSink
+
+
+@dataclass(slots=True)
+class _Submission:
+    body: bytes
+    count: int
+    future: asyncio.Future[list[ItemResult]]
+
+
+class BulkAssembler:
+    """Owns the bulk request slots of a process; `send()` is what workers call."""
+
+    def __init__(
+        self,
+        sink: OpenSearchSink,
+        metrics: Metrics,
+        *,
+        max_in_flight: int,
+        max_docs: int,
+        max_bytes: int,
+    ) -> None:
+        self._sink = sink
+        self._metrics = metrics
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._max_docs = max_docs
+        self._max_bytes = max_bytes
+        self._queue: deque[_Submission] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._requests: set[asyncio.Task[None]] = set()
+
+    async def send(self, writes: list[PendingWrite]) -> list[ItemResult]:
+        """One result per write, in order; raises SinkUnavailableError if the request failed."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="bulk-assembler")
+        future: asyncio.Future[list[ItemResult]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Submission(build_body(writes), len(writes), future))
+        self._wake.set()
+        return await future
+
+    async def stop(self) -> None:
+        """Cancel the loop and requests in flight (their writes are re-sent by whoever
+        owns the records next: nothing was committed for them)."""
+        tasks = [t for t in (self._task, *self._requests) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None
+        for submission in self._queue:
+            if not submission.future.done():
+                submission.future.cancel()
+        self._queue.clear()
+
+    async def _run(self) -> None:
+        while True:
+            while not self._ready_to_send():
+                self._wake.clear()
+                await self._wake.wait()
+            # one turn of the event loop: workers that are ready right now reach send()
+            # and join this request instead of trailing it in the next one
+            await asyncio.sleep(0)
+            await self._slots.acquire()
+            group = self._take_group()
+            if not group:
+                self._slots.release()
+                continue
+            request = asyncio.create_task(self._flush(group))
+            self._requests.add(request)
+            request.add_done_callback(self._request_done)
+
+    def _request_done(self, request: asyncio.Task[None]) -> None:
+        self._requests.discard(request)
+        self._wake.set()
+
+    def _ready_to_send(self) -> bool:
+        """Send when idle; add a concurrent request only for a half-full request's worth.
+
+        While a request is in flight, small batches wait for it (or for more batches), so a
+        slow cluster gets few large requests instead of many small concurrent ones; a
+        backlog big enough still uses every slot.
+        """
+        if not self._queue:
+            return False
+        if not self._requests:
+            return True
+        return sum(s.count for s in self._queue) >= self._max_docs // 2
+
+    def _take_group(self) -> list[_Submission]:
+        group: list[_Submission] = []
+        docs = size = 0
+        while self._queue:
+            submission = self._queue[0]
+            if submission.future.done():  # its worker gave up waiting (stop deadline)
+                self._queue.popleft()
+                continue
+            if group and (
+                docs + submission.count > self._max_docs
+                or size + len(submission.body) > self._max_bytes
+            ):
+                break
+            self._queue.popleft()
+            group.append(submission)
+            docs += submission.count
+            size += len(submission.body)
+        return group
+
+    async def _flush(self, group: list[_Submission]) -> None:
+        metrics = self._metrics
+        count = sum(s.count for s in group)
+        metrics.bulk_in_flight.inc()
+        began = time.perf_counter()
+        try:
+            body = group[0].body if len(group) == 1 else b"".join(s.body for s in group)
+            response = await self._sink.bulk(body, count)
+        except Exception as exc:
+            for submission in group:
+                if not submission.future.done():
+                    submission.future.set_exception(exc)
+            return
+        finally:
+            metrics.bulk_in_flight.dec()
+            self._slots.release()
+        metrics.bulk_duration.observe(time.perf_counter() - began)
+        metrics.bulk_size.observe(count)
+        results = parse_items(response, count)
+        start = 0
+        for submission in group:
+            if not submission.future.done():
+                submission.future.set_result(results[start : start + submission.count])
+            start += submission.count

@@ -1,0 +1,158 @@
+"""Sink: the OpenSearch side of the pipeline (index setup, `_bulk` requests, probes).
+
+The physical index (`<index>_v1`) holds documents and versioned tombstones; searches use
+the configured index name, which is a filtered alias that hides tombstones. Both are
+created on start when absent, safely when several pods start at once. Whole-request
+failures become `SinkUnavailableError` (retriable); opensearch-py's own retries are off
+so that one policy, the worker's, decides when to try again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from opensearchpy import AsyncOpenSearch
+from opensearchpy.exceptions import ConnectionError as OSConnectionError
+from opensearchpy.exceptions import TransportError
+from opensearchpy.serializer import JSONSerializer
+
+from stream_indexer.errors import ConfigError, SinkUnavailableError
+from stream_indexer.opensearch.mapping import alias_actions, index_body
+from stream_indexer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+NDJSON_HEADERS = {"content-type": "application/x-ndjson"}
+#: requests of this many items use the configured timeout; larger ones scale it up
+TIMEOUT_REFERENCE_ITEMS = 1_000
+#: the bulk answer trimmed by the cluster to what `bulk.parse_items` reads (status and
+#: error per item, in order): about a seventh of the bytes to receive and parse
+BULK_RESPONSE_FILTER = {"filter_path": "errors,items.*.status,items.*.error"}
+
+
+class OrjsonSerializer(JSONSerializer):
+    """opensearch-py serializer using orjson: bulk responses are large, parse them fast."""
+
+    def loads(self, s: str | bytes) -> Any:
+        return orjson.loads(s)
+
+    def dumps(self, data: Any) -> Any:
+        if isinstance(data, str | bytes):
+            return data
+        return orjson.dumps(data)
+
+
+class OpenSearchSink:
+    """Owns the AsyncOpenSearch client; `start()` ensures the index and alias exist."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._os = settings.opensearch
+        self.alias = settings.opensearch.index
+        self.physical_index = settings.physical_index
+        self._bulk_url = f"/{self.physical_index}/_bulk"
+        self._client: AsyncOpenSearch | None = None
+
+    @property
+    def client(self) -> AsyncOpenSearch:
+        if self._client is None:
+            raise RuntimeError("OpenSearchSink is not started")
+        return self._client
+
+    async def start(self) -> None:
+        if self._client is None:
+            self._client = self._build_client()
+        if self._os.create_index:
+            await self.ensure_index()
+
+    async def stop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def __aenter__(self) -> OpenSearchSink:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _build_client(self) -> AsyncOpenSearch:
+        auth = None
+        if self._os.username is not None:
+            password = self._os.password.get_secret_value() if self._os.password else ""
+            auth = (self._os.username, password)
+        return AsyncOpenSearch(
+            hosts=self._os.hosts,
+            http_auth=auth,
+            verify_certs=self._os.verify_certs,
+            ca_certs=self._os.ca_certs,
+            http_compress=self._os.http_compress,
+            timeout=self._os.request_timeout_s,
+            max_retries=0,
+            retry_on_timeout=False,
+            serializer=OrjsonSerializer(),
+            maxsize=max(10, self._os.max_in_flight_bulks * 2),
+        )
+
+    async def ensure_index(self) -> None:
+        """Create the physical index and the filtered alias if they do not exist yet."""
+        client = self.client
+        try:
+            if not await client.indices.exists(index=self.physical_index):
+                body = index_body(
+                    number_of_shards=self._os.number_of_shards,
+                    number_of_replicas=self._os.number_of_replicas,
+                )
+                await client.indices.create(index=self.physical_index, body=body, ignore=400)
+            if not await client.indices.exists_alias(name=self.alias):
+                # `exists(index=...)` is also true for an alias: another pod may have
+                # created ours since the check above, so ask again before refusing.
+                if await client.indices.exists(
+                    index=self.alias
+                ) and not await client.indices.exists_alias(name=self.alias):
+                    raise ConfigError(
+                        f"STREAM_INDEXER_OPENSEARCH__INDEX: {self.alias!r} is a concrete index; "
+                        "it must be free for the filtered alias (set "
+                        "STREAM_INDEXER_OPENSEARCH__PHYSICAL_INDEX to use that index)"
+                    )
+                await client.indices.update_aliases(
+                    body=alias_actions(self.alias, self.physical_index)
+                )
+        except (OSConnectionError, TransportError) as exc:
+            raise SinkUnavailableError(
+                f"cannot prepare index {self.physical_index}: {exc}"
+            ) from exc
+
+    def bulk_timeout(self, items: int) -> float:
+        """Request timeout for a bulk of `items`: large batches get proportionally longer."""
+        scale = max(1.0, items / TIMEOUT_REFERENCE_ITEMS)
+        return self._os.request_timeout_s * scale
+
+    async def bulk(self, body: bytes, items: int) -> dict[str, Any]:
+        """Send one `_bulk` request; return the decoded response (per-item results inside)."""
+        try:
+            response: dict[str, Any] = await self.client.transport.perform_request(
+                "POST",
+                self._bulk_url,
+                params=BULK_RESPONSE_FILTER,
+                body=body,
+                headers=NDJSON_HEADERS,
+                timeout=self.bulk_timeout(items),
+            )
+        except OSConnectionError as exc:
+            raise SinkUnavailableError(f"bulk request failed: {exc.__class__.__name__}") from exc
+        except TransportError as exc:
+            raise SinkUnavailableError(
+                f"bulk request rejected with HTTP {exc.status_code}: {exc.error}"
+            ) from exc
+        return response
+
+    async def ping(self) -> bool:
+        """A cheap liveness probe of the cluster (used while the circuit is open)."""
+        try:
+            return bool(await self.client.ping())
+        except Exception:
+            return False

@@ -1,0 +1,395 @@
+"""Partition worker: turns one partition's records into bulk writes and dead letters.
+
+Each assigned partition gets one worker task. It takes records in offset order from a
+bounded buffer, groups them by count, bytes and linger, decodes them, keeps the newest
+event per listing, hydrates thin events, writes one `_bulk`, retries only what failed, and
+dead-letters poison. Only when every record of a batch is indexed, stale or dead-lettered
+does the batch complete in the `OffsetTracker`, which is what makes its offsets committable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from stream_indexer.backoff import Backoff
+from stream_indexer.dlq.letters import dead_letter_for
+from stream_indexer.dlq.record import DeadLetter
+from stream_indexer.dlq.redaction import Redactor
+from stream_indexer.dlq.writer import DeadLetterWriter
+from stream_indexer.errors import (
+    DeadLetterStoreError,
+    PoisonRecordError,
+    SourceUnavailableError,
+)
+from stream_indexer.models import ListingEvent
+from stream_indexer.observability.metrics import Metrics, observe_each, observe_many
+from stream_indexer.opensearch.bulk import PendingWrite
+from stream_indexer.opensearch.writer import BulkWriter
+from stream_indexer.pipeline.coalesce import coalesce
+from stream_indexer.pipeline.decode import decode_event
+from stream_indexer.pipeline.documents import is_tombstone, pending_writes
+from stream_indexer.pipeline.hydrate import SourceLoader
+from stream_indexer.pipeline.offsets import OffsetTracker
+from stream_indexer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class WorkerContext:
+    """What all partition workers of one process share."""
+
+    settings: Settings
+    dead_letters: DeadLetterWriter
+    metrics: Metrics
+    loader: SourceLoader | None
+    bulk_writer: BulkWriter
+    group_id: str
+    backoff: Backoff = field(default_factory=Backoff)
+    redactor: Redactor | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Decoded:
+    record: Any
+    event: ListingEvent
+    fetched_at: float
+    # copied from the event: coalescing reads them for every record
+    listing_id: int
+    version: int
+
+
+@dataclass(slots=True)
+class _BatchOutcome:
+    written: int = 0
+    deleted: int = 0
+    stale: int = 0
+    letters: list[DeadLetter] = field(default_factory=list)
+
+
+class PartitionWorker:
+    """Owns one partition's buffer, tracker and processing task."""
+
+    def __init__(self, topic: str, partition: int, ctx: WorkerContext) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.tracker = OffsetTracker()
+        self._ctx = ctx
+        batch = ctx.settings.batch
+        self._max_records = batch.max_records
+        self._max_bytes = batch.max_bytes
+        self._linger_s = batch.linger_ms / 1000
+        self._buffer_max_records = batch.buffer_max_records
+        self._buffer_max_bytes = batch.buffer_max_bytes
+        self._max_value_bytes = ctx.settings.dlq.max_value_bytes
+        self._buffer: deque[tuple[Any, int, float]] = deque()
+        self._buffered_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+
+    # -- buffer -----------------------------------------------------------------------
+
+    def submit(self, records: Sequence[Any]) -> None:
+        """Queue fetched records (offset order); never blocks: the caller pauses on `full`."""
+        now = time.monotonic()
+        added = 0
+        for record in records:
+            size = len(record.value or b"") + len(record.key or b"")
+            self._buffer.append((record, size, now))
+            added += size
+        self._buffered_bytes += added
+        self._ctx.metrics.queue_size.inc(len(records))
+        self._wakeup.set()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    @property
+    def room(self) -> int:
+        """Records the buffer can still take without going over `buffer_max_records`."""
+        return max(0, self._buffer_max_records - len(self._buffer))
+
+    @property
+    def full(self) -> bool:
+        """Three quarters of either bound: the partition pauses here, so that while it is
+        fetching it always has room for a quarter buffer (the fetch loop never asks for
+        more records than the smallest room, which keeps the record bound exact)."""
+        records, limit = len(self._buffer), self._buffer_max_records
+        return (
+            records >= limit - limit // 4
+            or self._buffered_bytes >= self._buffer_max_bytes - self._buffer_max_bytes // 4
+        )
+
+    @property
+    def drained_enough(self) -> bool:
+        """Down to half of both bounds: a paused partition may resume."""
+        return (
+            len(self._buffer) <= self._buffer_max_records // 2
+            and self._buffered_bytes <= self._buffer_max_bytes // 2
+        )
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(
+                self._run(), name=f"worker-{self.topic}-{self.partition}"
+            )
+
+    async def stop(self, deadline_s: float, *, drain: bool = True) -> None:
+        """Stop taking records; finish the buffer (if `drain`) within the deadline, else abandon.
+
+        Abandoned records are simply not completed, so their offsets are never committed and
+        they are re-delivered to whoever owns the partition next.
+        """
+        self._closing = True
+        if not drain:
+            self._drop_buffer()
+        self._wakeup.set()
+        task = self._task
+        if task is None or task.done():
+            self._drop_buffer()
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=deadline_s)
+        except TimeoutError:
+            log.warning(
+                "worker did not finish within %.1f s; abandoning unfinished records",
+                deadline_s,
+                extra={"topic": self.topic, "partition": self.partition},
+            )
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finally:
+            self._drop_buffer()
+
+    def _drop_buffer(self) -> None:
+        if self._buffer:
+            self._ctx.metrics.queue_size.dec(len(self._buffer))
+            self._buffer.clear()
+            self._buffered_bytes = 0
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._take_batch()
+            if batch is None:
+                return
+            try:
+                await self._process(batch)
+            except asyncio.CancelledError:
+                self._ctx.metrics.queue_size.dec(len(batch))
+                raise
+            except Exception:
+                # A bug, not a record problem: stop this partition loudly; its batch stays
+                # uncommitted and will be re-delivered after a restart or rebalance.
+                self._ctx.metrics.queue_size.dec(len(batch))
+                log.exception(
+                    "partition worker crashed",
+                    extra={"topic": self.topic, "partition": self.partition},
+                )
+                raise
+
+    async def _take_batch(self) -> list[tuple[Any, int, float]] | None:
+        while not self._buffer:
+            if self._closing:
+                return None
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        if self._linger_s > 0 and not self._closing and not self._batch_ready():
+            deadline = time.monotonic() + self._linger_s
+            while not self._batch_ready() and not self._closing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+        batch: list[tuple[Any, int, float]] = []
+        size = 0
+        buffer = self._buffer
+        while buffer and len(batch) < self._max_records:
+            item = buffer[0]
+            if batch and size + item[1] > self._max_bytes:
+                break
+            buffer.popleft()
+            batch.append(item)
+            size += item[1]
+        self._buffered_bytes -= size
+        return batch
+
+    def _batch_ready(self) -> bool:
+        return len(self._buffer) >= self._max_records or self._buffered_bytes >= self._max_bytes
+
+    # -- one batch --------------------------------------------------------------------
+
+    async def _process(self, batch: list[tuple[Any, int, float]]) -> None:
+        ctx = self._ctx
+        metrics = ctx.metrics
+        token = self.tracker.begin(batch[0][0].offset, batch[-1][0].offset, batch[0][2])
+        outcome = _BatchOutcome()
+        decoded: list[_Decoded] = []
+        for record, _size, fetched_at in batch:
+            try:
+                event = decode_event(record.key, record.value, max_bytes=self._max_value_bytes)
+            except PoisonRecordError as exc:
+                outcome.letters.append(self._letter(record, exc, attempts=1))
+                continue
+            decoded.append(_Decoded(record, event, fetched_at, event.listing_id, event.version))
+
+        winners, superseded = coalesce(decoded)
+        if superseded:
+            outcome.stale += len(superseded)
+            metrics.stale_skipped.labels("coalesced").inc(len(superseded))
+        writes = await self._prepare_writes(winners, outcome)
+        if writes:
+            await self._write(writes, outcome)
+        if outcome.letters:
+            await self._dead_letter(outcome.letters)
+
+        self.tracker.complete(token)
+        now = time.monotonic()
+        metrics.queue_size.dec(len(batch))
+        metrics.success.inc(outcome.written + outcome.deleted + outcome.stale)
+        items = metrics.items
+        if outcome.written:
+            items.labels("indexed").inc(outcome.written)
+        if outcome.deleted:
+            items.labels("deleted").inc(outcome.deleted)
+        if outcome.stale:
+            items.labels("stale").inc(outcome.stale)
+        if outcome.letters:
+            items.labels("dead_lettered").inc(len(outcome.letters))
+        # records fetched together finish together: one observation per fetch, weighted
+        run_start, run_len = batch[0][2], 0
+        for _record, _size, fetched_at in batch:
+            if fetched_at != run_start:
+                observe_many(metrics.latency, now - run_start, run_len)
+                run_start, run_len = fetched_at, 0
+            run_len += 1
+        observe_many(metrics.latency, now - run_start, run_len)
+
+    async def _prepare_writes(
+        self, winners: list[_Decoded], outcome: _BatchOutcome
+    ) -> list[PendingWrite]:
+        hydrated = await self._hydrate([d for d in winners if d.event.is_thin])
+        writes, invalid = pending_writes(
+            ((item.event, item) for item in winners), hydrated, datetime.now(UTC).isoformat()
+        )
+        for item, error in invalid:
+            outcome.letters.append(self._letter(item.record, error, attempts=1))
+        return writes
+
+    async def _hydrate(self, thin: list[_Decoded]) -> dict[int, Any]:
+        if not thin:
+            return {}
+        loader = self._ctx.loader
+        if loader is None:
+            return {}
+        attempt = 0
+        while True:
+            try:
+                return await loader.load([d.listing_id for d in thin])
+            except SourceUnavailableError as exc:
+                attempt += 1
+                self._ctx.metrics.retry.labels(exc.error_class).inc(len(thin))
+                log.warning(
+                    "source database unavailable, retrying: %s",
+                    exc,
+                    extra={"topic": self.topic, "partition": self.partition},
+                )
+                await asyncio.sleep(self._ctx.backoff.delay(attempt))
+
+    async def _write(self, writes: list[PendingWrite], outcome: _BatchOutcome) -> None:
+        """Send `writes` until every item is written, stale or poison (see BulkWriter)."""
+        ctx = self._ctx
+        result = await ctx.bulk_writer.write(
+            writes, log_extra={"topic": self.topic, "partition": self.partition}
+        )
+        now_wall = time.time()
+        ages: list[float] = []
+        for write in result.written:
+            if is_tombstone(write):
+                outcome.deleted += 1
+            else:
+                outcome.written += 1
+            ages.append(max(0.0, now_wall - write.context.event.occurred_at.timestamp()))
+        observe_each(ctx.metrics.freshness, ages)
+        if result.stale:
+            outcome.stale += len(result.stale)
+            ctx.metrics.stale_skipped.labels("version_conflict").inc(len(result.stale))
+        for write, error in result.poison:
+            self._poison(write, error, outcome)
+
+    def _poison(
+        self, write: PendingWrite, error: PoisonRecordError, outcome: _BatchOutcome
+    ) -> None:
+        item: _Decoded = write.context
+        outcome.letters.append(self._letter(item.record, error, attempts=write.attempts))
+
+    def _letter(self, record: Any, error: BaseException, *, attempts: int) -> DeadLetter:
+        letter = dead_letter_for(
+            record,
+            error,
+            attempts=attempts,
+            consumer_group=self._ctx.group_id,
+            redactor=self._ctx.redactor,
+        )
+        log.warning(
+            "dead-lettering record: %s",
+            error,
+            extra={
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "listing_id": letter.listing_id,
+                "error_class": letter.error_class,
+            },
+        )
+        return letter
+
+    async def _dead_letter(self, letters: list[DeadLetter]) -> None:
+        """Write to both DLQ stores; hold (retry forever) until both have them."""
+        ctx = self._ctx
+        attempt = 0
+        written: list[str] = []
+        pending_stores: tuple[str, ...] | None = None
+        while True:
+            try:
+                result = await ctx.dead_letters.write(letters, only=pending_stores)
+            except DeadLetterStoreError as exc:
+                attempt += 1
+                failed = exc.stores or ctx.dead_letters.stores
+                attempted = pending_stores or ctx.dead_letters.stores
+                written.extend(
+                    s for s in attempted if s not in failed and s not in ctx.dead_letters.optional
+                )
+                pending_stores = failed
+                for store in failed:
+                    ctx.metrics.dlq_write_failures.labels(store).inc()
+                log.warning(
+                    "dead-letter write failed (attempt %d), holding the offset: %s",
+                    attempt,
+                    exc,
+                    extra={"topic": self.topic, "partition": self.partition},
+                )
+                await asyncio.sleep(ctx.backoff.delay(attempt))
+                continue
+            written.extend(result.written)
+            for store in result.failed_optional:
+                ctx.metrics.dlq_write_failures.labels(store).inc()
+            for letter in letters:
+                ctx.metrics.failure.labels(letter.error_class).inc()
+                for store in written:
+                    ctx.metrics.dlq_writes.labels(store, letter.error_class).inc()
+            return

@@ -1,0 +1,94 @@
+"""Batches that are ready together share one `_bulk` request; results go back per batch."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client import CollectorRegistry
+from support.fake_bulk import FakeBulk
+
+from stream_indexer.observability.metrics import Metrics
+from stream_indexer.opensearch.assembler import BulkAssembler
+from stream_indexer.opensearch.bulk import ItemOutcome, PendingWrite
+from stream_indexer.opensearch.sink import OpenSearchSink
+from stream_indexer.settings import load_settings
+
+
+def _writes(*ids: int) -> list[PendingWrite]:
+    return [PendingWrite(i, 1, {"id": i, "version": 1}) for i in ids]
+
+
+async def _assembler(
+    fake: FakeBulk, *, max_docs: int = 100
+) -> tuple[BulkAssembler, OpenSearchSink]:
+    sink = OpenSearchSink(load_settings({"opensearch.hosts": fake.url, "opensearch.index": "l"}))
+    await sink.start()
+    assembler = BulkAssembler(
+        sink, Metrics(CollectorRegistry()), max_in_flight=1, max_docs=max_docs, max_bytes=1 << 20
+    )
+    return assembler, sink
+
+
+async def test_ready_batches_share_one_request_and_get_their_own_results() -> None:
+    async with FakeBulk() as fake:
+        fake.script([201, 409, "mapper_parsing_exception", 429])
+        assembler, sink = await _assembler(fake)
+        try:
+            first, second = await asyncio.gather(
+                assembler.send(_writes(1, 2)), assembler.send(_writes(3, 4))
+            )
+        finally:
+            await assembler.stop()
+            await sink.stop()
+        assert [request.ids for request in fake.requests] == [["1", "2", "3", "4"]]
+    assert [r.outcome for r in first] == [ItemOutcome.WRITTEN, ItemOutcome.STALE]
+    assert [r.outcome for r in second] == [ItemOutcome.POISON, ItemOutcome.RETRY]
+
+
+async def test_a_group_never_exceeds_the_document_limit() -> None:
+    async with FakeBulk() as fake:
+        assembler, sink = await _assembler(fake, max_docs=4)
+        try:
+            await asyncio.gather(*(assembler.send(_writes(i, i + 100)) for i in range(1, 4)))
+        finally:
+            await assembler.stop()
+            await sink.stop()
+        assert [len(request.ids) for request in fake.requests] == [4, 2]
+
+
+class _GatedSink:
+    """Stands in for OpenSearchSink: every bulk waits for the test to open the gate."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.sizes: list[int] = []
+        self.called = asyncio.Event()
+
+    async def bulk(self, body: bytes, items: int) -> dict[str, object]:
+        self.sizes.append(items)
+        self.called.set()
+        await self.gate.wait()
+        return {"items": [{"index": {"status": 201}}] * items}
+
+
+async def test_small_batches_wait_for_the_request_in_flight_instead_of_a_new_one() -> None:
+    sink = _GatedSink()
+    assembler = BulkAssembler(
+        sink,  # type: ignore[arg-type]
+        Metrics(CollectorRegistry()),
+        max_in_flight=4,
+        max_docs=100,
+        max_bytes=1 << 20,
+    )
+    try:
+        first = asyncio.create_task(assembler.send(_writes(1, 2)))
+        await sink.called.wait()
+        later = [asyncio.create_task(assembler.send(_writes(i, i + 10))) for i in (3, 4)]
+        for _ in range(20):  # event-loop turns: every chance to send them on their own
+            await asyncio.sleep(0)
+        assert sink.sizes == [2], "a small batch took a second slot while one was in flight"
+        sink.gate.set()
+        await asyncio.gather(first, *later)
+        assert sink.sizes == [2, 4]
+    finally:
+        await assembler.stop()
