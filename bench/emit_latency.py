@@ -45,7 +45,7 @@ async def measure_emit_latency(
     """Emit-latency percentiles per target rate, and the sync OpenSearch index latency.
 
     `enable_idempotence` stays off by default because the local tansu broker rejects
-    aiokafka's idempotent producer (see STACK.md); turn it on against real Kafka.
+    aiokafka's idempotent producer; turn it on against real Kafka.
     """
     topic = f"bench-emit-{uuid.uuid4().hex[:8]}"
     await ensure_topic(bootstrap, topic, partitions=6)

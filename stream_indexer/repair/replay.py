@@ -12,7 +12,7 @@ The tool reads with its own consumer group on manually assigned partitions and c
 what it examined after each acknowledged chunk, so a second run resumes where the first
 stopped. It stops at the end offsets seen when it started: re-dead-lettered records it
 causes land after them and are left for the next run. The end is the highwater of the
-first fetch response per partition (tansu's `end_offsets()` is wrong, see STACK.md), with
+first fetch response per partition (some brokers' `end_offsets()` is wrong), with
 an idle timeout as a backstop. Records not matching the filters are passed over and
 committed too: the group will not offer them again.
 """

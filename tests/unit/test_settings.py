@@ -30,7 +30,7 @@ def setenv(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
         monkeypatch.setenv(PREFIX + name, value)
 
 
-# -- defaults and the names DESIGN.md section 5 promises -----------------------------------
+# -- defaults and the names docs/contract.md section 5 promises --------------------------
 
 
 def test_defaults() -> None:
