@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
 
-from stream_indexer.backoff import Backoff
+from stream_indexer.backoff import Backoff, RetryAbortedError, RetryPolicy, retry
+from stream_indexer.errors import SchemaInvalidError, SinkUnavailableError
 
 
 def test_ceilings_grow_by_the_multiplier_and_cap_at_the_max() -> None:
@@ -60,3 +62,89 @@ def test_delays_are_reproducible_with_a_seeded_rng() -> None:
 def test_delay_without_an_rng_is_within_bounds() -> None:
     backoff = Backoff(initial_s=0.01, multiplier=2.0, max_s=0.05)
     assert all(0.0 <= backoff.delay(n) <= backoff.ceiling(n) for n in range(1, 10))
+
+
+# -- retry(): one loop, three policies, the classifier decides ----------------------------
+
+NO_WAIT = Backoff(initial_s=0.0, multiplier=1.0, max_s=0.0)
+
+
+class Flaky:
+    """Fails with `errors` in order, then returns `result`; counts calls."""
+
+    def __init__(self, *errors: BaseException, result: str = "ok") -> None:
+        self.errors = list(errors)
+        self.result = result
+        self.calls = 0
+        self.called = asyncio.Event()
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        self.called.set()
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.result
+
+
+async def test_forever_retries_retriable_errors_until_success() -> None:
+    operation = Flaky(*(SinkUnavailableError("down") for _ in range(5)))
+    seen: list[int] = []
+    result = await retry(
+        operation, RetryPolicy.forever(NO_WAIT), on_retry=lambda n, _e, _d: seen.append(n)
+    )
+    assert result == "ok" and operation.calls == 6 and seen == [1, 2, 3, 4, 5]
+
+
+async def test_a_non_retriable_error_is_raised_at_once() -> None:
+    operation = Flaky(SchemaInvalidError("never"))
+    with pytest.raises(SchemaInvalidError):
+        await retry(operation, RetryPolicy.forever(NO_WAIT))
+    assert operation.calls == 1
+
+
+async def test_the_classifier_decides_not_the_error_type() -> None:
+    operation = Flaky(ValueError("odd"), ValueError("odd"))
+    result = await retry(
+        operation, RetryPolicy.forever(NO_WAIT), retriable=lambda e: isinstance(e, ValueError)
+    )
+    assert result == "ok" and operation.calls == 3
+
+
+async def test_bounded_by_attempts_raises_the_last_error() -> None:
+    operation = Flaky(*(SinkUnavailableError(f"down {n}") for n in range(10)))
+    with pytest.raises(SinkUnavailableError, match="down 2"):
+        await retry(operation, RetryPolicy.bounded(NO_WAIT, attempts=3))
+    assert operation.calls == 3
+
+
+async def test_bounded_by_elapsed_time() -> None:
+    operation = Flaky(*(SinkUnavailableError("down") for _ in range(10)))
+    with pytest.raises(SinkUnavailableError):
+        await retry(operation, RetryPolicy.bounded(NO_WAIT, elapsed_s=0.0))
+    assert operation.calls == 1
+
+
+def test_a_bounded_policy_needs_a_bound() -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy.bounded(NO_WAIT)
+
+
+async def test_until_stopped_ends_the_wait_when_stop_is_set() -> None:
+    stop = asyncio.Event()
+    long_wait = Backoff(initial_s=3600.0, multiplier=1.0, max_s=3600.0)
+    operation = Flaky(*(SinkUnavailableError("down") for _ in range(10)))
+    task = asyncio.create_task(retry(operation, RetryPolicy.until_stopped(long_wait, stop)))
+    await operation.called.wait()
+    stop.set()
+    with pytest.raises(RetryAbortedError):
+        await task
+    assert operation.calls == 1
+
+
+async def test_until_stopped_does_not_start_when_already_stopped() -> None:
+    stop = asyncio.Event()
+    stop.set()
+    operation = Flaky()
+    with pytest.raises(RetryAbortedError):
+        await retry(operation, RetryPolicy.until_stopped(NO_WAIT, stop))
+    assert operation.calls == 0
