@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 from opensearchpy import AsyncOpenSearch
+from opensearchpy.exceptions import AuthenticationException, AuthorizationException, TransportError
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
-from opensearchpy.exceptions import TransportError
 from opensearchpy.serializer import JSONSerializer
 
 from stream_indexer.errors import ConfigError, SinkUnavailableError
@@ -121,6 +121,8 @@ class OpenSearchSink:
                 await client.indices.update_aliases(
                     body=alias_actions(self.alias, self.physical_index)
                 )
+        except (AuthenticationException, AuthorizationException):
+            raise  # 401/403: waiting will not fix credentials or permissions
         except (OSConnectionError, TransportError) as exc:
             raise SinkUnavailableError(
                 f"cannot prepare index {self.physical_index}: {exc}"
