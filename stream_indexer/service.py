@@ -62,13 +62,6 @@ class IndexerService:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.sink = OpenSearchSink(settings)
-        self.circuit = CircuitBreaker(
-            failure_threshold=settings.retry.circuit_failure_threshold,
-            probe=self.sink.ping,
-            probe_backoff=Backoff(0.5, 2.0, settings.retry.circuit_probe_max_s),
-            gauge=self.metrics.circuit_state,
-        )
-        self._paused_for_circuit = False
         opensearch = settings.opensearch
         self.assembler = BulkAssembler(
             self.sink,
@@ -77,6 +70,16 @@ class IndexerService:
             max_docs=opensearch.bulk_max_docs,
             max_bytes=opensearch.bulk_max_bytes,
         )
+        probe_timeout_s = settings.retry.circuit_probe_timeout_s
+        self.circuit = CircuitBreaker(
+            failure_threshold=settings.retry.circuit_failure_threshold,
+            probe=lambda: self.sink.ping(probe_timeout_s),
+            probe_backoff=Backoff(0.5, 2.0, settings.retry.circuit_probe_max_s),
+            probe_timeout_s=probe_timeout_s,
+            on_recovered=self.assembler.abandon_stuck,
+            gauge=self.metrics.circuit_state,
+        )
+        self._paused_for_circuit = False
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._table: PostgresDeadLetterTable | None = None
