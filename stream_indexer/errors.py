@@ -4,6 +4,7 @@
     ├── ConfigError                    bad settings; the process refuses to start
     ├── TransientError (retriable)     retry with backoff, never dead-letter for it
     │   ├── SinkUnavailableError       OpenSearch unreachable, timeout, 429, 5xx, blocked
+    │   │   └── SinkRequestAbandonedError  stuck on a dead connection; re-sent at once
     │   ├── SourceUnavailableError     source database for thin events unreachable
     │   └── DeadLetterStoreError       DLQ table or DLQ topic could not be written
     └── PoisonRecordError              dead-letter the record and move on
@@ -46,6 +47,13 @@ class SinkUnavailableError(TransientError):
     """OpenSearch could not take the request right now (connection, timeout, 429, 5xx)."""
 
     error_class = "sink_unavailable"
+
+
+class SinkRequestAbandonedError(SinkUnavailableError):
+    """A bulk request sent before the sink went away was given up once a probe answered:
+    it is re-sent at once and is no evidence against the sink (the circuit ignores it)."""
+
+    error_class = "sink_request_abandoned"
 
 
 class SourceUnavailableError(TransientError):
@@ -102,6 +110,7 @@ __all__ = [
     "PoisonRecordError",
     "RetriesExhaustedError",
     "SchemaInvalidError",
+    "SinkRequestAbandonedError",
     "SinkUnavailableError",
     "SourceUnavailableError",
     "StreamIndexerError",

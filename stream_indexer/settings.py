@@ -171,6 +171,11 @@ class RetrySettings(_Section):
     circuit_probe_max_s: float = Field(
         default=5.0, gt=0, description="longest wait between probes while the circuit is open"
     )
+    circuit_probe_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="how long one probe of the sink may take (a blackholed sink never answers)",
+    )
 
 
 class PostgresSettings(_Section):

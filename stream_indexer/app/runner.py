@@ -1,7 +1,9 @@
 """Process runner: wires settings, logging, the HTTP endpoints and the service to signals.
 
 SIGTERM or the first SIGINT asks the service to stop (drain, commit, exit 0); a second
-SIGINT exits at once with 130, for the operator who really means it.
+SIGINT exits at once with 130, for the operator who really means it. A start step that fails
+for good raises `StartupFailedError` after the clients opened so far are closed; the CLI
+turns it into one line and exit code 3.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from stream_indexer.app.gc_tuning import tune_gc
 from stream_indexer.app.service import IndexerService
 from stream_indexer.app.startup import StartupAbortedError
+from stream_indexer.app.startup_errors import StartupFailedError, Step, startup_step
 from stream_indexer.observability.http_server import ObservabilityServer
 from stream_indexer.observability.metrics import Metrics
 from stream_indexer.settings import Settings
@@ -68,7 +71,8 @@ async def serve(settings: Settings, metrics: Metrics | None = None) -> None:
         http = ObservabilityServer(
             settings.metrics.host, settings.metrics.port, metrics.registry, service
         )
-        await http.start()
+        with startup_step(Step.METRICS):
+            await http.start()
         log.info("metrics on http://%s:%d/metrics", settings.metrics.host, http.port)
     try:
         try:
@@ -77,6 +81,9 @@ async def serve(settings: Settings, metrics: Metrics | None = None) -> None:
             log.info("stopped before start-up completed")
             await service.stop()
             return
+        except StartupFailedError:
+            await service.stop()
+            raise
         await service.run_until_stopped()
     finally:
         if http is not None:

@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from stream_indexer.app.startup import create_pool, until_ready
+from stream_indexer.app.startup_errors import Step, explain, permanent_kafka_error, startup_step
 from stream_indexer.app.topics import ensure_topic
 from stream_indexer.backoff import Backoff
 from stream_indexer.dlq.redaction import Redactor
@@ -28,7 +29,7 @@ from stream_indexer.dlq.stats import sample_dlq_table
 from stream_indexer.dlq.table import PostgresDeadLetterTable
 from stream_indexer.dlq.topic import KafkaDeadLetterTopic
 from stream_indexer.dlq.writer import DeadLetterWriter
-from stream_indexer.errors import DeadLetterStoreError
+from stream_indexer.errors import DeadLetterStoreError, StreamIndexerError
 from stream_indexer.kafka_clients import connection_kwargs, consumer_kwargs, producer_kwargs
 from stream_indexer.observability.metrics import Metrics
 from stream_indexer.opensearch.assembler import BulkAssembler
@@ -61,13 +62,6 @@ class IndexerService:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.sink = OpenSearchSink(settings)
-        self.circuit = CircuitBreaker(
-            failure_threshold=settings.retry.circuit_failure_threshold,
-            probe=self.sink.ping,
-            probe_backoff=Backoff(0.5, 2.0, settings.retry.circuit_probe_max_s),
-            gauge=self.metrics.circuit_state,
-        )
-        self._paused_for_circuit = False
         opensearch = settings.opensearch
         self.assembler = BulkAssembler(
             self.sink,
@@ -76,6 +70,16 @@ class IndexerService:
             max_docs=opensearch.bulk_max_docs,
             max_bytes=opensearch.bulk_max_bytes,
         )
+        probe_timeout_s = settings.retry.circuit_probe_timeout_s
+        self.circuit = CircuitBreaker(
+            failure_threshold=settings.retry.circuit_failure_threshold,
+            probe=lambda: self.sink.ping(probe_timeout_s),
+            probe_backoff=Backoff(0.5, 2.0, settings.retry.circuit_probe_max_s),
+            probe_timeout_s=probe_timeout_s,
+            on_recovered=self.assembler.abandon_stuck,
+            gauge=self.metrics.circuit_state,
+        )
+        self._paused_for_circuit = False
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._table: PostgresDeadLetterTable | None = None
@@ -106,12 +110,17 @@ class IndexerService:
         self._started = True
         s = self.settings
         self.metrics.build_info.info({"version": _version()})
-        await until_ready("opensearch", self.sink.start, self._stopping)
-        self._pool = await until_ready("postgres", lambda: create_pool(s), self._stopping)
+        with startup_step(Step.OPENSEARCH):
+            await until_ready("opensearch", self.sink.start, self._stopping)
+        with startup_step(Step.POSTGRES):
+            self._pool = await until_ready("postgres", lambda: create_pool(s), self._stopping)
         self._table = PostgresDeadLetterTable(self._pool, s.dlq.table)
-        await until_ready("kafka (dead-letter topic)", self._ensure_dlq_topic, self._stopping)
-        self._producer = AIOKafkaProducer(**producer_kwargs(s, purpose="dlq"))
-        await self._producer.start()
+        with startup_step(Step.DLQ_TOPIC):
+            await until_ready("kafka (dead-letter topic)", self._ensure_dlq_topic, self._stopping)
+        with startup_step(Step.DLQ_PRODUCER):
+            self._producer = await until_ready(
+                "kafka (dead-letter producer)", self._start_producer, self._stopping
+            )
         writer = DeadLetterWriter(
             self._table,
             KafkaDeadLetterTopic(self._producer, s.dlq_topic),
@@ -139,9 +148,10 @@ class IndexerService:
             backoff=backoff,
             redactor=Redactor(s.dlq.redact_drop_fields, s.dlq.redact_hash_fields),
         )
-        self._consumer = AIOKafkaConsumer(**consumer_kwargs(s))
-        await self._consumer.start()
-        self._consumer.subscribe([s.kafka.topic], listener=_Rebalance(self))
+        with startup_step(Step.CONSUMER):
+            consumer = await until_ready("kafka (consumer)", self._start_consumer, self._stopping)
+        self._consumer = consumer
+        consumer.subscribe([s.kafka.topic], listener=_Rebalance(self))
         self._fetch_task = asyncio.create_task(self._fetch_loop(), name="fetch-loop")
         self._commit_task = asyncio.create_task(self._commit_loop(), name="commit-loop")
         self._dlq_stats_task = asyncio.create_task(
@@ -169,7 +179,31 @@ class IndexerService:
                 },
             )
         except KafkaError as exc:
+            if permanent_kafka_error(exc):
+                raise  # refused credentials or ACL: a start-up failure, not an outage
             raise DeadLetterStoreError(f"cannot create dead-letter topic: {exc}") from exc
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        """The DLQ producer, started; a failed attempt is closed before it is retried."""
+        producer = AIOKafkaProducer(**producer_kwargs(self.settings, purpose="dlq"))
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        return producer
+
+    async def _start_consumer(self) -> AIOKafkaConsumer:
+        """The group consumer, started; a failed attempt is closed before it is retried."""
+        consumer = AIOKafkaConsumer(**consumer_kwargs(self.settings))
+        try:
+            await consumer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise
+        return consumer
 
     async def stop(self) -> None:
         """Stop fetching, drain workers within the shutdown deadline, commit, close clients."""
@@ -212,7 +246,12 @@ class IndexerService:
         failed = [t for t in done if t is not stop_wait and not t.cancelled() and t.exception()]
         await self.stop()
         if failed:
-            raise failed[0].exception()  # type: ignore[misc]
+            exc = failed[0].exception()
+            assert exc is not None
+            if not self.assigned.is_set() and not isinstance(exc, StreamIndexerError):
+                # joining the group is the last start step (e.g. a topic or group ACL)
+                raise explain(Step.CONSUMER, exc) from exc
+            raise exc
 
     def request_stop(self) -> None:
         self._stopping.set()

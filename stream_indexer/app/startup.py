@@ -2,7 +2,8 @@
 
 A dependency that is down when a pod starts (OpenSearch, Postgres, Kafka) is waited for with
 backoff, exactly as an outage later would be; only a stop request or a permanent error (bad
-credentials) ends the wait.
+credentials, a missing database or permission) ends the wait, and `startup_errors` turns that
+error into one line naming what to change.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
+from aiokafka.errors import KafkaError
 
 from stream_indexer.backoff import Backoff
 from stream_indexer.errors import StreamIndexerError, TransientError
@@ -26,6 +28,7 @@ T = TypeVar("T")
 PERMANENT_POSTGRES_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InvalidPasswordError,
     asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidCatalogNameError,
 )
 
 
@@ -36,6 +39,8 @@ class StartupAbortedError(StreamIndexerError):
 def _retriable(exc: BaseException) -> bool:
     if isinstance(exc, TransientError | OSError | asyncio.TimeoutError):
         return True
+    if isinstance(exc, KafkaError):
+        return bool(exc.retriable)  # aiokafka's own flag: connection lost, no brokers, ...
     return isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError) and not isinstance(
         exc, PERMANENT_POSTGRES_ERRORS
     )

@@ -3,7 +3,8 @@
 Starts tansu (Kafka protocol), osmem-server (OpenSearch API) and embedded PostgreSQL from
 the installed wheels, creates the topics, the index and the DLQ table, runs the indexer
 in-process, and with `--demo N` produces N realistic events, waits until the group has
-caught up and prints a summary. Ctrl-C stops everything it started.
+caught up and prints a summary. Ctrl-C stops everything it started. A failure to start
+(the stack, topics, migrations, the indexer) is one line on stderr and exit code 3.
 """
 
 from __future__ import annotations
@@ -35,22 +36,31 @@ def register(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from stream_indexer.app.startup_errors import StartupFailedError, Step, report, startup_step
     from stream_indexer.devtools.devstack.stack import EmbeddedStack
     from stream_indexer.observability.logging_setup import configure_logging
 
     configure_logging("INFO", "console")
     print("starting the embedded stack (tansu, osmem-server, PostgreSQL)...", flush=True)
-    with EmbeddedStack() as endpoints:
+    stack = EmbeddedStack()
+    try:
+        with startup_step(Step.DEV_STACK):
+            endpoints = stack.start()
         print(f"  kafka      {endpoints.kafka_bootstrap}")
         print(f"  opensearch {endpoints.opensearch_url}")
         print(f"  postgres   {endpoints.postgres_dsn}", flush=True)
         return asyncio.run(_dev(args, endpoints))
+    except StartupFailedError as exc:
+        return report(exc)
+    finally:
+        stack.stop()
 
 
 async def _dev(args: argparse.Namespace, endpoints: Any) -> int:
     from stream_indexer.app.migrate import migrate_up
     from stream_indexer.app.runner import install_stop_signals, prepare_process
     from stream_indexer.app.service import IndexerService
+    from stream_indexer.app.startup_errors import Step, startup_step
     from stream_indexer.app.topics import ensure_topic
     from stream_indexer.devtools.demo import plan_events, produce_records
     from stream_indexer.observability.http_server import ObservabilityServer
@@ -67,11 +77,15 @@ async def _dev(args: argparse.Namespace, endpoints: Any) -> int:
             "log.format": "console",
         }
     )
-    await ensure_topic(endpoints.kafka_bootstrap, settings.kafka.topic, partitions=args.partitions)
-    await ensure_topic(
-        endpoints.kafka_bootstrap, settings.dlq_topic, partitions=settings.dlq.topic_partitions
-    )
-    await migrate_up(endpoints.postgres_dsn)
+    with startup_step(Step.DLQ_TOPIC):
+        await ensure_topic(
+            endpoints.kafka_bootstrap, settings.kafka.topic, partitions=args.partitions
+        )
+        await ensure_topic(
+            endpoints.kafka_bootstrap, settings.dlq_topic, partitions=settings.dlq.topic_partitions
+        )
+    with startup_step(Step.POSTGRES):
+        await migrate_up(endpoints.postgres_dsn)
     prepare_process()
     metrics = Metrics()
     service = IndexerService(settings, metrics)
@@ -79,7 +93,8 @@ async def _dev(args: argparse.Namespace, endpoints: Any) -> int:
     http = ObservabilityServer(
         "127.0.0.1", _free_port(args.metrics_port), metrics.registry, service
     )
-    await http.start()
+    with startup_step(Step.METRICS):
+        await http.start()
     metrics_url = f"http://127.0.0.1:{http.port}/metrics"
     print(f"  metrics    {metrics_url}", flush=True)
     try:

@@ -1,4 +1,8 @@
-"""`stream-indexer run`: the indexer service itself (what each pod runs)."""
+"""`stream-indexer run`: the indexer service itself (what each pod runs).
+
+Exit codes: 0 stopped by a signal, 2 bad configuration, 3 start-up failed (one line on stderr
+names what to change; `startup_errors`).
+"""
 
 from __future__ import annotations
 
@@ -19,9 +23,13 @@ def register(subparsers: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from stream_indexer.app.runner import serve
+    from stream_indexer.app.startup_errors import StartupFailedError, report
     from stream_indexer.observability.logging_setup import configure_logging
 
     settings = settings_from_args(args)
     configure_logging(settings.log.level, settings.log.format)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except StartupFailedError as exc:
+        return report(exc)
     return 0

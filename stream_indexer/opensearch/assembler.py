@@ -6,6 +6,10 @@ them (up to a document and byte limit) in one request. Fewer, larger requests ar
 OpenSearch indexes fastest, and a partition never waits for another to fill a batch: a
 lone batch is sent at once when a slot is free. Results are split back per submission,
 item by item, so each partition's retry and commit logic stays its own.
+
+After an outage, requests sent before a probe that has since answered are stuck on dead
+connections (a blackholed sink): `abandon_stuck` fails them as sink-unavailable so their
+writes are re-sent now, instead of holding their slots until the request timeout.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from stream_indexer.errors import SinkRequestAbandonedError
 from stream_indexer.observability.metrics import Metrics
 from stream_indexer.opensearch.bulk import ItemResult, PendingWrite, build_body, parse_items
 from stream_indexer.opensearch.sink import OpenSearchSink
@@ -47,7 +52,8 @@ class BulkAssembler:
         self._queue: deque[_Submission] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._requests: set[asyncio.Task[None]] = set()
+        #: requests in flight: when each was sent and the submissions it carries
+        self._requests: dict[asyncio.Task[None], tuple[float, list[_Submission]]] = {}
 
     async def send(self, writes: list[PendingWrite]) -> list[ItemResult]:
         """One result per write, in order; raises SinkUnavailableError if the request failed."""
@@ -85,12 +91,25 @@ class BulkAssembler:
                 self._slots.release()
                 continue
             request = asyncio.create_task(self._flush(group))
-            self._requests.add(request)
+            self._requests[request] = (time.monotonic(), group)
             request.add_done_callback(self._request_done)
 
     def _request_done(self, request: asyncio.Task[None]) -> None:
-        self._requests.discard(request)
+        self._requests.pop(request, None)
         self._wake.set()
+
+    def abandon_stuck(self, sent_before: float) -> int:
+        """Fail and cancel the requests sent before `sent_before` (monotonic) that are still
+        unanswered; their writers retry at once. Returns how many were abandoned."""
+        stuck = [task for task, (sent, _) in self._requests.items() if sent < sent_before]
+        for task in stuck:
+            _, group = self._requests[task]
+            error = SinkRequestAbandonedError("bulk request stuck while the sink was down")
+            for submission in group:
+                if not submission.future.done():
+                    submission.future.set_exception(error)
+            task.cancel()
+        return len(stuck)
 
     def _ready_to_send(self) -> bool:
         """Send when idle; add a concurrent request only for a half-full request's worth.

@@ -5,6 +5,12 @@ in a row open the circuit: workers stop sending, the service pauses every assign
 partition, and a probe asks the cluster on a backoff whether it answers again. When it does,
 the circuit goes half-open and the workers' held batches are tried; the first success closes
 it, a failure opens it again. Nothing is ever dead-lettered because the sink is down.
+
+Each probe has its own short timeout: a blackholed sink (connections accepted, never
+answered) would otherwise hold a probe for the whole request timeout, and recovery would
+follow that timeout instead of the sink. When a probe answers, requests sent before it
+that are still unanswered are stuck on dead connections: `on_recovered(probe_started)`
+lets their owner give up on them, so they are re-sent at once instead of timing out.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import Gauge
@@ -36,11 +43,15 @@ class CircuitBreaker:
         failure_threshold: int = 3,
         probe: Callable[[], Awaitable[bool]],
         probe_backoff: Backoff,
+        probe_timeout_s: float = 2.0,
+        on_recovered: Callable[[float], object] | None = None,
         gauge: Gauge | None = None,
     ) -> None:
         self.failure_threshold = failure_threshold
         self._probe = probe
         self._probe_backoff = probe_backoff
+        self.probe_timeout_s = probe_timeout_s
+        self._on_recovered = on_recovered
         self._gauge = gauge
         self.state = CircuitState.CLOSED
         self.consecutive_failures = 0
@@ -94,9 +105,20 @@ class CircuitBreaker:
         while self.state is CircuitState.OPEN:
             attempt += 1
             await asyncio.sleep(self._probe_backoff.delay(attempt))
-            if await self._probe():
+            started = time.monotonic()
+            if await self._probe_once():
                 log.info("sink probe answered: circuit half-open")
                 self._set(CircuitState.HALF_OPEN)
+                if self._on_recovered is not None:
+                    self._on_recovered(started)
+
+    async def _probe_once(self) -> bool:
+        """One probe, bounded by `probe_timeout_s`; any error counts as no answer."""
+        try:
+            return await asyncio.wait_for(self._probe(), self.probe_timeout_s)
+        except Exception as exc:
+            log.debug("sink probe failed: %r", exc)
+            return False
 
     def _set(self, state: CircuitState) -> None:
         self.state = state

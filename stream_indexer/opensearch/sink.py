@@ -9,13 +9,14 @@ so that one policy, the worker's, decides when to try again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import orjson
 from opensearchpy import AsyncOpenSearch
+from opensearchpy.exceptions import AuthenticationException, AuthorizationException, TransportError
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
-from opensearchpy.exceptions import TransportError
 from opensearchpy.serializer import JSONSerializer
 
 from stream_indexer.errors import ConfigError, SinkUnavailableError
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 NDJSON_HEADERS = {"content-type": "application/x-ndjson"}
 #: requests of this many items use the configured timeout; larger ones scale it up
 TIMEOUT_REFERENCE_ITEMS = 1_000
+#: ... but never more than this many times the configured timeout: a blackholed sink must
+#: not hold a partition for minutes behind one large request
+MAX_TIMEOUT_SCALE = 4.0
 #: the bulk answer trimmed by the cluster to what `bulk.parse_items` reads (status and
 #: error per item, in order): about a seventh of the bytes to receive and parse
 BULK_RESPONSE_FILTER = {"filter_path": "errors,items.*.status,items.*.error"}
@@ -121,6 +125,8 @@ class OpenSearchSink:
                 await client.indices.update_aliases(
                     body=alias_actions(self.alias, self.physical_index)
                 )
+        except (AuthenticationException, AuthorizationException):
+            raise  # 401/403: waiting will not fix credentials or permissions
         except (OSConnectionError, TransportError) as exc:
             raise SinkUnavailableError(
                 f"cannot prepare index {self.physical_index}: {exc}"
@@ -128,7 +134,7 @@ class OpenSearchSink:
 
     def bulk_timeout(self, items: int) -> float:
         """Request timeout for a bulk of `items`: large batches get proportionally longer."""
-        scale = max(1.0, items / TIMEOUT_REFERENCE_ITEMS)
+        scale = min(MAX_TIMEOUT_SCALE, max(1.0, items / TIMEOUT_REFERENCE_ITEMS))
         return self._os.request_timeout_s * scale
 
     async def bulk(self, body: bytes, items: int) -> dict[str, Any]:
@@ -150,9 +156,15 @@ class OpenSearchSink:
             ) from exc
         return response
 
-    async def ping(self) -> bool:
-        """A cheap liveness probe of the cluster (used while the circuit is open)."""
+    async def ping(self, timeout_s: float | None = None) -> bool:
+        """A cheap liveness probe of the cluster (used while the circuit is open), bounded
+        by `timeout_s`: a blackholed sink never answers, and recovery must not wait for the
+        bulk request timeout to notice it is back."""
+        timeout = timeout_s or self._os.request_timeout_s
         try:
-            return bool(await self.client.ping())
+            await asyncio.wait_for(
+                self.client.transport.perform_request("HEAD", "/", timeout=timeout), timeout
+            )
         except Exception:
             return False
+        return True

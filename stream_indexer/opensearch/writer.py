@@ -21,6 +21,7 @@ from stream_indexer.errors import (
     MappingRejectedError,
     PoisonRecordError,
     RetriesExhaustedError,
+    SinkRequestAbandonedError,
     SinkUnavailableError,
 )
 from stream_indexer.observability.metrics import Metrics
@@ -74,6 +75,8 @@ class BulkWriter:
             await self._circuit.wait_passable()
             try:
                 results = await self._assembler.send(pending)
+            except SinkRequestAbandonedError:
+                continue  # stuck behind a sink that answers again: re-send now
             except SinkUnavailableError as exc:
                 request_failures += 1
                 self._circuit.record_failure()

@@ -7,7 +7,10 @@ its `Mode` while the service runs:
     PASS       forward bytes both ways
     REFUSE     the port stops listening: connects get ECONNREFUSED; open connections are reset
     BLACKHOLE  connections are accepted and kept, nothing moves either way (a dead network);
-               held bytes flow again, in order, once the mode returns to PASS or LATENCY
+               held bytes flow again, in order, once the mode returns to PASS or LATENCY,
+               unless the switch says `drop_stalled=True`: then the connections the
+               blackhole held stay silent for good (a restarted node or a firewall that
+               forgot them never answers), and only new connections work
     RESET      every connection is reset (RST via SO_LINGER 0) as soon as it is accepted;
                open connections are reset too
     LATENCY    PASS, with every chunk delivered `latency_s` after it was read (a delay line,
@@ -57,6 +60,11 @@ class Mode(enum.Enum):
     LATENCY = "latency"
 
 
+async def _forever() -> None:
+    """Hold a forgotten connection until the proxy resets it or stops."""
+    await asyncio.get_running_loop().create_future()
+
+
 def _reset(writer: asyncio.StreamWriter) -> None:
     """Close with SO_LINGER 0, so the peer gets an RST instead of a FIN."""
     sock = writer.get_extra_info("socket")
@@ -69,12 +77,14 @@ def _reset(writer: asyncio.StreamWriter) -> None:
 class _Link:
     """One accepted client connection and, once it is open, its upstream connection."""
 
-    __slots__ = ("client", "tasks", "upstream")
+    __slots__ = ("client", "forgotten", "tasks", "upstream")
 
     def __init__(self, client: asyncio.StreamWriter) -> None:
         self.client = client
         self.upstream: asyncio.StreamWriter | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
+        #: the blackhole's connection that the healed side forgot: it never flows again
+        self.forgotten = False
 
     def reset(self) -> None:
         for task in self.tasks:
@@ -214,14 +224,20 @@ class FaultProxy:
 
     # -- faults -----------------------------------------------------------------------------
 
-    async def set_mode(self, mode: Mode, *, latency_s: float = 0.0) -> None:
+    async def set_mode(
+        self, mode: Mode, *, latency_s: float = 0.0, drop_stalled: bool = False
+    ) -> None:
         """Switch the behaviour now; when this returns the new mode is in force.
 
         `latency_s` is the delay of every chunk in LATENCY mode (ignored otherwise). Chunks
-        already in the delay line keep the delay they were read with.
+        already in the delay line keep the delay they were read with. `drop_stalled`, when
+        leaving BLACKHOLE, leaves the connections it held silent for good.
         """
         if latency_s < 0:
             raise ValueError("latency_s must be >= 0")
+        if drop_stalled and self._mode is Mode.BLACKHOLE:
+            for link in self._links:
+                link.forgotten = True
         self._mode = mode
         self._latency_s = latency_s if mode is Mode.LATENCY else 0.0
         if mode is Mode.BLACKHOLE:
@@ -326,6 +342,8 @@ class FaultProxy:
         try:
             # a blackhole holds new connections before they reach the upstream server
             await self._flowing.wait()
+            if link.forgotten:
+                await _forever()
             try:
                 up_reader, up_writer = await asyncio.open_connection(
                     self.upstream_host, self.upstream_port
@@ -335,8 +353,8 @@ class FaultProxy:
                 return
             link.upstream = up_writer
             pending = {
-                self._spawn(link, self._pump(client_reader, up_writer, upward=True)),
-                self._spawn(link, self._pump(up_reader, link.client, upward=False)),
+                self._spawn(link, self._pump(link, client_reader, up_writer, upward=True)),
+                self._spawn(link, self._pump(link, up_reader, link.client, upward=False)),
             }
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -348,7 +366,12 @@ class FaultProxy:
             self._links.discard(link)
 
     async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upward: bool
+        self,
+        link: _Link,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        upward: bool,
     ) -> bool:
         """Copy one direction through the delay line; False when it ended by a reset."""
         loop = asyncio.get_running_loop()
@@ -361,6 +384,8 @@ class FaultProxy:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 await self._flowing.wait()
+                if link.forgotten:
+                    await _forever()
                 if data is None:
                     return False
                 if not data:

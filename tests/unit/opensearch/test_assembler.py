@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
+import pytest
 from prometheus_client import CollectorRegistry
 from support.fake_bulk import FakeBulk
 
+from stream_indexer.errors import SinkRequestAbandonedError
 from stream_indexer.observability.metrics import Metrics
 from stream_indexer.opensearch.assembler import BulkAssembler
 from stream_indexer.opensearch.bulk import ItemOutcome, PendingWrite
@@ -90,5 +93,44 @@ async def test_small_batches_wait_for_the_request_in_flight_instead_of_a_new_one
         sink.gate.set()
         await asyncio.gather(first, *later)
         assert sink.sizes == [2, 4]
+    finally:
+        await assembler.stop()
+
+
+class _BlackholedSink:
+    """A sink whose bulk requests are never answered (connections swallowed)."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.sent = asyncio.Event()
+
+    async def bulk(self, body: bytes, items: int) -> dict[str, object]:
+        self.requests += 1
+        self.sent.set()
+        await asyncio.get_running_loop().create_future()
+        raise AssertionError("unreachable")
+
+
+async def test_requests_older_than_an_answering_probe_are_abandoned_and_free_their_slot() -> None:
+    sink = _BlackholedSink()
+    assembler = BulkAssembler(
+        sink,  # type: ignore[arg-type]
+        Metrics(CollectorRegistry()),
+        max_in_flight=1,
+        max_docs=100,
+        max_bytes=1 << 20,
+    )
+    try:
+        stuck = asyncio.create_task(assembler.send(_writes(1)))
+        await asyncio.wait_for(sink.sent.wait(), 5)
+        assert assembler.abandon_stuck(time.monotonic() - 60) == 0  # sent after that probe
+        assert assembler.abandon_stuck(time.monotonic()) == 1
+        with pytest.raises(SinkRequestAbandonedError):
+            await asyncio.wait_for(stuck, 5)
+        sink.sent.clear()
+        retry = asyncio.create_task(assembler.send(_writes(1)))
+        await asyncio.wait_for(sink.sent.wait(), 5)  # the slot was released
+        assert sink.requests == 2
+        retry.cancel()
     finally:
         await assembler.stop()

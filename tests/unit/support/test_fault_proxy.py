@@ -163,6 +163,20 @@ async def test_blackhole_stalls_existing_connections_then_delivers_after_pass(
         assert await reader.readexactly(4) == b"held"
 
 
+async def test_blackhole_healed_with_drop_stalled_forgets_held_connections_only(
+    proxy: FaultProxy,
+) -> None:
+    async with connect(proxy) as (reader, writer):
+        await proxy.set_mode(Mode.BLACKHOLE)
+        writer.write(b"held")
+        await writer.drain()
+        await proxy.set_mode(Mode.PASS, drop_stalled=True)
+        await assert_stalled(reader)
+        async with connect(proxy) as (fresh_reader, fresh_writer):
+            assert await roundtrip(fresh_reader, fresh_writer, b"new") == b"new"
+        await assert_stalled(reader)
+
+
 async def test_blackhole_accepts_new_connections_but_never_reaches_upstream(
     proxy: FaultProxy, echo: tuple[EchoServer, int]
 ) -> None:
