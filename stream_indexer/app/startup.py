@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from stream_indexer.backoff import Backoff
-from stream_indexer.errors import StreamIndexerError, TransientError
+from stream_indexer.errors import StartupAbortedError, TransientError
 from stream_indexer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,10 +27,6 @@ PERMANENT_POSTGRES_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InvalidPasswordError,
     asyncpg.InvalidAuthorizationSpecificationError,
 )
-
-
-class StartupAbortedError(StreamIndexerError):
-    """Stop was requested before the service's dependencies became reachable."""
 
 
 def _retriable(exc: BaseException) -> bool:
@@ -74,3 +70,6 @@ async def create_pool(settings: Settings) -> Any:
         max_size=pg.pool_max_size,
         command_timeout=pg.command_timeout_s,
     )
+
+
+__all__ = ["PERMANENT_POSTGRES_ERRORS", "StartupAbortedError", "create_pool", "until_ready"]

@@ -24,7 +24,12 @@ from typing import Any, Literal, Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from stream_indexer.errors import ConfigError, StreamIndexerError, TransientError
+from stream_indexer.errors import (
+    ConfigError,
+    ProducerBackpressureError,
+    ProducerClosedError,
+    ProducerDeliveryError,
+)
 from stream_indexer.kafka_clients import connection_kwargs
 from stream_indexer.models import Listing, ListingEvent
 from stream_indexer.producer.events import (
@@ -39,24 +44,6 @@ from stream_indexer.settings import Settings
 log = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[str, bytes]]
-
-
-class ProducerBackpressureError(TransientError):
-    """Kafka could not take the event within `emit_timeout_ms` and no outbox is configured."""
-
-    error_class = "producer_backpressure"
-
-
-class ProducerDeliveryError(TransientError):
-    """A buffered event was not acknowledged in time and could not be moved to an outbox."""
-
-    error_class = "producer_delivery_failed"
-
-
-class ProducerClosedError(StreamIndexerError):
-    """`emit` was called before `start()` or after `stop()`."""
-
-    error_class = "producer_closed"
 
 
 @dataclass(frozen=True, slots=True)

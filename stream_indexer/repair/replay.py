@@ -37,7 +37,7 @@ from stream_indexer.dlq.headers import (
     strip_dlq_headers,
 )
 from stream_indexer.dlq.recover import recover_listing_id
-from stream_indexer.errors import StreamIndexerError
+from stream_indexer.errors import ReplayError
 from stream_indexer.kafka_clients import consumer_kwargs, producer_kwargs
 from stream_indexer.settings import Settings
 
@@ -46,12 +46,6 @@ DEFAULT_MAX_REPLAYS = 3
 GROUP_SUFFIX = "-dlq-replay"
 
 Headers = Sequence[tuple[str, bytes]]
-
-
-class ReplayError(StreamIndexerError):
-    """The replay could not run or finish (DLQ topic missing, broker unreachable)."""
-
-    error_class = "replay_failed"
 
 
 def default_group_id(settings: Settings) -> str:
