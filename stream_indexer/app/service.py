@@ -29,7 +29,7 @@ from stream_indexer.dlq.table import PostgresDeadLetterTable
 from stream_indexer.dlq.topic import KafkaDeadLetterTopic
 from stream_indexer.dlq.writer import DeadLetterWriter
 from stream_indexer.errors import DeadLetterStoreError
-from stream_indexer.kafka_clients import connection_kwargs, consumer_kwargs, producer_kwargs
+from stream_indexer.kafka_clients import connection_kwargs, consumer_kwargs, create_producer
 from stream_indexer.observability.metrics import Metrics
 from stream_indexer.opensearch.assembler import BulkAssembler
 from stream_indexer.opensearch.circuit import CircuitBreaker, CircuitState
@@ -110,7 +110,7 @@ class IndexerService:
         self._pool = await until_ready("postgres", lambda: create_pool(s), self._stopping)
         self._table = PostgresDeadLetterTable(self._pool, s.dlq.table)
         await until_ready("kafka (dead-letter topic)", self._ensure_dlq_topic, self._stopping)
-        self._producer = AIOKafkaProducer(**producer_kwargs(s, purpose="dlq"))
+        self._producer = create_producer(s, "dlq")
         await self._producer.start()
         writer = DeadLetterWriter(
             self._table,

@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from stream_indexer.kafka_clients import create_producer
+
 VERSION_BASE = 1_700_000_000_000_000
 POISON_ID_BASE = 9_000_000
 CITIES = (
@@ -233,9 +235,8 @@ async def produce_records(
     enable_idempotence: bool = False,
 ) -> dict[int, int]:
     """Produce `records` in order; return partition -> end offset (last offset + 1)."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
+    producer = create_producer(
+        None,
         bootstrap_servers=bootstrap_servers,
         acks="all",
         enable_idempotence=enable_idempotence,

@@ -38,7 +38,7 @@ from stream_indexer.dlq.headers import (
 )
 from stream_indexer.dlq.recover import recover_listing_id
 from stream_indexer.errors import ReplayError
-from stream_indexer.kafka_clients import consumer_kwargs, producer_kwargs
+from stream_indexer.kafka_clients import consumer_kwargs, create_producer
 from stream_indexer.settings import Settings
 
 REPLAY_COUNT = "x-replay-count"
@@ -215,7 +215,7 @@ class DlqReplayer:
             await consumer.start()
             tps = await self._assign(consumer, options.to_topic)
             if not options.dry_run:
-                producer = AIOKafkaProducer(**producer_kwargs(settings, purpose="events"))
+                producer = create_producer(settings, "events")
                 await producer.start()
             await self._replay(consumer, producer, tps, options, report)
         finally:
