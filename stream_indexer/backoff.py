@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from stream_indexer.errors import StreamIndexerError
+from stream_indexer.errors import RetryAbortedError
 
 T = TypeVar("T")
 
@@ -79,10 +79,6 @@ class RetryPolicy:
         return (self.max_attempts is not None and attempts >= self.max_attempts) or (
             self.max_elapsed_s is not None and elapsed_s >= self.max_elapsed_s
         )
-
-
-class RetryAbortedError(StreamIndexerError):
-    """A stop was requested while an operation was still being retried."""
 
 
 def is_retriable(exc: BaseException) -> bool:

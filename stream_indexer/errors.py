@@ -1,4 +1,4 @@
-"""Error tree: every failure the pipeline names, split into retriable and poison.
+"""Core: the error tree, every failure stream-indexer names, split into retriable and poison.
 
     StreamIndexerError
     ├── ConfigError                    bad settings; the process refuses to start
@@ -6,16 +6,30 @@
     │   ├── SinkUnavailableError       OpenSearch unreachable, timeout, 429, 5xx, blocked
     │   │   └── SinkRequestAbandonedError  stuck on a dead connection; re-sent at once
     │   ├── SourceUnavailableError     source database for thin events unreachable
-    │   └── DeadLetterStoreError       DLQ table or DLQ topic could not be written
-    └── PoisonRecordError              dead-letter the record and move on
-        ├── UndecodableRecordError     not UTF-8 / not JSON / too large / too deep
-        ├── SchemaInvalidError         JSON that breaks the event contract
-        ├── MappingRejectedError       OpenSearch refused the document (400, too large)
-        └── RetriesExhaustedError      a record-level error outlived its attempt budget
+    │   ├── DeadLetterStoreError       DLQ table or DLQ topic could not be written
+    │   ├── ProducerBackpressureError  Kafka could not take an emitted event in time
+    │   └── ProducerDeliveryError      a buffered event was never acknowledged
+    ├── PoisonRecordError              dead-letter the record and move on
+    │   ├── UndecodableRecordError     not UTF-8 / not JSON / too large / too deep
+    │   ├── SchemaInvalidError         JSON that breaks the event contract
+    │   │   └── InvalidEventError      a producer refused to send such an event
+    │   ├── MappingRejectedError       OpenSearch refused the document (400, too large)
+    │   └── RetriesExhaustedError      a record-level error outlived its attempt budget
+    ├── StartupAbortedError            stop requested while waiting for dependencies
+    ├── StartupFailedError             a start step failed in a way waiting cannot fix (exit 3)
+    ├── RetryAbortedError              stop requested while an operation was being retried
+    ├── MigrationError                 migration files or schema version unsafe to run
+    ├── ReplayError                    `dlq replay` could not run or finish
+    ├── OperationFailed                a `dlq` command could not do what was asked
+    ├── ProducerClosedError            emit before start() or after stop()
+    └── ChildExitedError               a dev-stack server died before it was ready
 
 `retriable` follows aiokafka's `KafkaError.retriable`: callers branch on the flag, not on
 the class, so a new subclass lands on the right side automatically. `error_class` is the
 short, stable label used in the DLQ table, the DLQ headers and metric labels.
+
+The modules that raise these re-export them (`stream_indexer.producer.ProducerClosedError`,
+`stream_indexer.app.migrate.MigrationError`, ...), so either import path works.
 """
 
 from __future__ import annotations
@@ -103,16 +117,101 @@ class RetriesExhaustedError(PoisonRecordError):
     error_class = "retries_exhausted"
 
 
+class ProducerBackpressureError(TransientError):
+    """Kafka could not take the event within `emit_timeout_ms` and no outbox is configured."""
+
+    error_class = "producer_backpressure"
+
+
+class ProducerDeliveryError(TransientError):
+    """A buffered event was not acknowledged in time and could not be moved to an outbox."""
+
+    error_class = "producer_delivery_failed"
+
+
+class InvalidEventError(SchemaInvalidError):
+    """The event breaks the contract; `fields` names every offending field (dotted path)."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        detail = "; ".join(f"{field}: {msg}" for field, msg in problems)
+        super().__init__(f"invalid listing event: {detail}")
+
+    @property
+    def fields(self) -> list[str]:
+        return [field for field, _ in self.problems]
+
+
+class StartupAbortedError(StreamIndexerError):
+    """Stop was requested before the service's dependencies became reachable."""
+
+
+class StartupFailedError(StreamIndexerError):
+    """A start step failed in a way waiting cannot fix; the message says what to change."""
+
+    error_class = "startup_failed"
+
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(f"start-up failed ({step}): {message}")
+        #: what the process was doing (`app.startup_errors.Step`)
+        self.step = step
+
+
+class RetryAbortedError(StreamIndexerError):
+    """A stop was requested while an operation was still being retried (`backoff.retry`)."""
+
+
+class MigrationError(StreamIndexerError):
+    """The migration files or the recorded schema version do not allow a safe run."""
+
+    error_class = "migration"
+
+
+class ReplayError(StreamIndexerError):
+    """The replay could not run or finish (DLQ topic missing, broker unreachable)."""
+
+    error_class = "replay_failed"
+
+
+class OperationFailed(StreamIndexerError):
+    """A command could not do what was asked (row not found, purge not confirmed)."""
+
+    error_class = "operation_failed"
+
+
+class ProducerClosedError(StreamIndexerError):
+    """`emit` was called before `start()` or after `stop()`."""
+
+    error_class = "producer_closed"
+
+
+class ChildExitedError(StreamIndexerError, RuntimeError):
+    """A dev-stack server process exited before it became ready (still a RuntimeError)."""
+
+    error_class = "child_exited"
+
+
 __all__ = [
+    "ChildExitedError",
     "ConfigError",
     "DeadLetterStoreError",
+    "InvalidEventError",
     "MappingRejectedError",
+    "MigrationError",
+    "OperationFailed",
     "PoisonRecordError",
+    "ProducerBackpressureError",
+    "ProducerClosedError",
+    "ProducerDeliveryError",
+    "ReplayError",
     "RetriesExhaustedError",
+    "RetryAbortedError",
     "SchemaInvalidError",
     "SinkRequestAbandonedError",
     "SinkUnavailableError",
     "SourceUnavailableError",
+    "StartupAbortedError",
+    "StartupFailedError",
     "StreamIndexerError",
     "TransientError",
     "UndecodableRecordError",

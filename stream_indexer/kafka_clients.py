@@ -1,16 +1,30 @@
-"""Kafka client settings: one place that turns `Settings` into aiokafka keyword arguments.
+"""Core: Kafka clients, the one place that turns `Settings` into aiokafka keyword arguments
+and the one factory every `AIOKafkaProducer` comes from.
 
 The consumer commits by hand (the commit watermark decides), reads from the earliest
 offset by default, and gets a rebalance timeout longer than the drain deadline so that
 draining on revocation cannot get this member kicked out of the group.
+
+Producers come in two tunings. The service's own ones (`dlq`, replay's `events`) follow the
+`kafka` section and always wait for all in-sync replicas: a dead letter must not be lost. The
+producer library's (`producer`, `outbox-relay`) follow the `producer` section, which users
+tune for emit latency.
 """
 
 from __future__ import annotations
 
 import ssl
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
+from aiokafka import AIOKafkaProducer
+
+from stream_indexer.errors import ConfigError
 from stream_indexer.settings import KafkaSettings, Settings
+
+#: what a producer is for; also the suffix of its Kafka client id
+ProducerPurpose = Literal["dlq", "events", "producer", "outbox-relay"]
+#: purposes tuned by the `producer` settings section (the rest: the `kafka` section)
+LIBRARY_PURPOSES: frozenset[str] = frozenset({"producer", "outbox-relay"})
 
 
 def connection_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
@@ -63,3 +77,43 @@ def producer_kwargs(settings: Settings, *, purpose: Literal["dlq", "events"]) ->
     if kafka.producer_compression is not None:
         kwargs["compression_type"] = kafka.producer_compression
     return kwargs
+
+
+def library_producer_kwargs(settings: Settings, *, purpose: str = "producer") -> dict[str, Any]:
+    """The producer library's producer, tuned by the `producer` section for emit latency."""
+    p = settings.producer
+    if p.enable_idempotence and p.acks != "all":
+        raise ConfigError(
+            "STREAM_INDEXER_PRODUCER__ACKS: must be 'all' when PRODUCER__ENABLE_IDEMPOTENCE is on"
+        )
+    return {
+        **connection_kwargs(settings.kafka),
+        "client_id": f"{settings.kafka.client_id}-{purpose}",
+        "acks": "all" if p.acks == "all" else 1,
+        "enable_idempotence": p.enable_idempotence,
+        "compression_type": p.compression,
+        "linger_ms": p.linger_ms,
+        "max_batch_size": p.max_batch_bytes,
+        "max_request_size": max(p.max_batch_bytes, 1024 * 1024),
+        "request_timeout_ms": p.delivery_timeout_ms,
+    }
+
+
+def create_producer(
+    settings: Settings | None, purpose: ProducerPurpose | None = None, **overrides: Any
+) -> AIOKafkaProducer:
+    """The one way an `AIOKafkaProducer` is built: settings for `purpose`, then `overrides`.
+
+    `settings=None` builds from `overrides` alone, for dev tools that only know a bootstrap
+    address; otherwise `purpose` is required and picks the tuning (see the module doc).
+    """
+    kwargs: dict[str, Any] = {}
+    if settings is not None:
+        if purpose not in get_args(ProducerPurpose):
+            raise ValueError(f"unknown producer purpose {purpose!r}")
+        if purpose in LIBRARY_PURPOSES:
+            kwargs = library_producer_kwargs(settings, purpose=purpose)
+        else:
+            kwargs = producer_kwargs(settings, purpose="dlq" if purpose == "dlq" else "events")
+    kwargs.update(overrides)
+    return AIOKafkaProducer(**kwargs)

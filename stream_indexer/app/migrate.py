@@ -27,7 +27,7 @@ from pathlib import Path
 
 import asyncpg
 
-from stream_indexer.errors import StreamIndexerError
+from stream_indexer.errors import MigrationError
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,6 @@ _CREATE_VERSION_TABLE = (
     f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} "
     "(version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL)"
 )
-
-
-class MigrationError(StreamIndexerError):
-    """The migration files or the recorded schema version do not allow a safe run."""
-
-    error_class = "migration"
 
 
 @dataclass(frozen=True, slots=True)

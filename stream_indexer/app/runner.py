@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from stream_indexer.app.gc_tuning import tune_gc
 from stream_indexer.app.service import IndexerService
-from stream_indexer.app.startup import StartupAbortedError
 from stream_indexer.app.startup_errors import StartupFailedError, Step, startup_step
+from stream_indexer.errors import StartupAbortedError
 from stream_indexer.observability.http_server import ObservabilityServer
 from stream_indexer.observability.metrics import Metrics
 from stream_indexer.settings import Settings

@@ -30,7 +30,7 @@ from stream_indexer.dlq.table import PostgresDeadLetterTable
 from stream_indexer.dlq.topic import KafkaDeadLetterTopic
 from stream_indexer.dlq.writer import DeadLetterWriter
 from stream_indexer.errors import DeadLetterStoreError, StreamIndexerError
-from stream_indexer.kafka_clients import connection_kwargs, consumer_kwargs, producer_kwargs
+from stream_indexer.kafka_clients import connection_kwargs, consumer_kwargs, create_producer
 from stream_indexer.observability.metrics import Metrics
 from stream_indexer.opensearch.assembler import BulkAssembler
 from stream_indexer.opensearch.circuit import CircuitBreaker, CircuitState
@@ -185,7 +185,7 @@ class IndexerService:
 
     async def _start_producer(self) -> AIOKafkaProducer:
         """The DLQ producer, started; a failed attempt is closed before it is retried."""
-        producer = AIOKafkaProducer(**producer_kwargs(self.settings, purpose="dlq"))
+        producer = create_producer(self.settings, "dlq")
         try:
             await producer.start()
         except BaseException:

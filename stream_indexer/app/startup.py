@@ -18,7 +18,7 @@ import asyncpg
 from aiokafka.errors import KafkaError
 
 from stream_indexer.backoff import Backoff
-from stream_indexer.errors import StreamIndexerError, TransientError
+from stream_indexer.errors import StartupAbortedError, TransientError
 from stream_indexer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,6 @@ PERMANENT_POSTGRES_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InvalidAuthorizationSpecificationError,
     asyncpg.InvalidCatalogNameError,
 )
-
-
-class StartupAbortedError(StreamIndexerError):
-    """Stop was requested before the service's dependencies became reachable."""
 
 
 def _retriable(exc: BaseException) -> bool:
@@ -79,3 +75,6 @@ async def create_pool(settings: Settings) -> Any:
         max_size=pg.pool_max_size,
         command_timeout=pg.command_timeout_s,
     )
+
+
+__all__ = ["PERMANENT_POSTGRES_ERRORS", "StartupAbortedError", "create_pool", "until_ready"]

@@ -22,7 +22,7 @@ import asyncpg
 from aiokafka import errors as kafka_errors
 from opensearchpy.exceptions import AuthenticationException, AuthorizationException
 
-from stream_indexer.errors import StreamIndexerError
+from stream_indexer.errors import StartupFailedError, StreamIndexerError
 from stream_indexer.observability.logging_setup import redact
 
 log = logging.getLogger(__name__)
@@ -42,16 +42,6 @@ class Step(enum.StrEnum):
     DLQ_TOPIC = "kafka dead-letter topic"
     DLQ_PRODUCER = "kafka dead-letter producer"
     CONSUMER = "kafka consumer"
-
-
-class StartupFailedError(StreamIndexerError):
-    """A start step failed in a way waiting cannot fix; the message says what to change."""
-
-    error_class = "startup_failed"
-
-    def __init__(self, step: Step, message: str) -> None:
-        super().__init__(f"start-up failed ({step}): {message}")
-        self.step = step
 
 
 #: Kafka errors that retrying the same request cannot fix

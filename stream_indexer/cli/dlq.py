@@ -26,9 +26,10 @@ from stream_indexer.cli.dlq_args import (
     row_filter,
 )
 from stream_indexer.cli.dlq_repair import handle_purge, handle_replay, handle_retry
-from stream_indexer.cli.dlq_run import OperationFailed, emit_json, run_action, short, with_queries
+from stream_indexer.cli.dlq_run import emit_json, run_action, short, with_queries
 from stream_indexer.cli.options import add_setting_flags, settings_from_args
 from stream_indexer.dlq.query import DlqQueries, DlqRow, format_age, show_bytes
+from stream_indexer.errors import OperationFailed
 from stream_indexer.repair.replay import DEFAULT_MAX_REPLAYS
 
 # -- parsers ----------------------------------------------------------------------------

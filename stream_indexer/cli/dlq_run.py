@@ -17,15 +17,10 @@ import asyncpg
 from aiokafka.errors import KafkaError
 
 from stream_indexer.dlq.query import DlqQueries
-from stream_indexer.errors import TransientError
-from stream_indexer.repair.replay import ReplayError
+from stream_indexer.errors import OperationFailed, ReplayError, TransientError
 from stream_indexer.settings import Settings
 
 T = TypeVar("T")
-
-
-class OperationFailed(Exception):
-    """A command could not do what was asked (row not found, purge not confirmed)."""
 
 
 #: what makes a command exit 1 with one line (ConfigError is left to `cli.main`: exit 2)
@@ -88,3 +83,15 @@ def emit_json(data: Any) -> None:
 def short(text: str, limit: int = LAST_ERROR_CHARS) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+__all__ = [
+    "FAILURES",
+    "OperationFailed",
+    "connect",
+    "emit_json",
+    "one_line",
+    "run_action",
+    "short",
+    "with_queries",
+]

@@ -1,36 +1,24 @@
-"""Demo traffic: realistic listing events with the hard cases, and the index they must give.
+"""Developer tools: demo traffic, listing events with the hard cases and the index they give.
 
 Used by `stream-indexer dev --demo N`, the integration tests and the benchmark. The plan
 mixes creates, updates, out-of-order versions, exact duplicates, deletes (some followed by
 re-creates) and a few poison records, and computes the final state the index must reach:
-per listing, the newest version, or nothing when that is a delete.
+per listing, the newest version, or nothing when that is a delete. Listings, event values
+and poison records come from `synthetic`, the generator `loadgen` uses too.
 """
 
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
+from stream_indexer.devtools.synthetic import VERSION_BASE, event_bytes, listing_data, poison_value
+from stream_indexer.kafka_clients import create_producer
 
-VERSION_BASE = 1_700_000_000_000_000
 POISON_ID_BASE = 9_000_000
-CITIES = (
-    ("Berlin", "DE", 52.52, 13.40),
-    ("Paris", "FR", 48.86, 2.35),
-    ("Madrid", "ES", 40.42, -3.70),
-    ("Warsaw", "PL", 52.23, 21.01),
-    ("Lisbon", "PT", 38.72, -9.14),
-    ("Vienna", "AT", 48.21, 16.37),
-)
-ITEMS = ("bike", "sofa", "laptop", "camera", "guitar", "desk", "lamp", "jacket", "phone", "tent")
-ADJECTIVES = ("vintage", "barely used", "new", "classic", "compact", "large", "handmade")
-CONDITIONS = ("new", "like_new", "good", "fair")
-STATUSES = ("active", "active", "active", "reserved", "sold")
 
 
 @dataclass
@@ -53,52 +41,6 @@ class DemoPlan:
     @property
     def live_listings(self) -> dict[int, dict[str, Any]]:
         return {k: v for k, v in self.expected.items() if v is not None}
-
-
-def listing_data(rng: random.Random, listing_id: int, at: datetime) -> dict[str, Any]:
-    """A realistic listing snapshot (plus one unknown field the indexer must drop)."""
-    city, country, lat, lon = rng.choice(CITIES)
-    item = rng.choice(ITEMS)
-    return {
-        "id": listing_id,
-        "title": f"{rng.choice(ADJECTIVES).capitalize()} {item} #{listing_id}",
-        "price": round(rng.uniform(1, 2_000), 2),
-        "status": rng.choice(STATUSES),
-        "updated_at": at.isoformat(),
-        "created_at": (at - timedelta(days=rng.randint(0, 300))).isoformat(),
-        "user_id": rng.randint(1, 50_000),
-        "category_id": rng.randint(1, 40),
-        "description": f"A {item} in {rng.choice(CONDITIONS)} condition, pick-up in {city}.",
-        "condition": rng.choice(CONDITIONS),
-        "currency": "EUR",
-        "location": {"lat": round(lat + rng.uniform(-0.1, 0.1), 5), "lon": round(lon, 5)},
-        "city": city,
-        "country": country,
-        "attributes": {"color": rng.choice(("red", "black", "white")), "size": rng.randint(1, 9)},
-        "images": [f"https://img.example.com/{listing_id}/{n}.jpg" for n in range(2)],
-        "views_count": rng.randint(0, 10_000),
-        "legacy_score": rng.random(),
-    }
-
-
-def event_bytes(
-    listing_id: int,
-    version: int,
-    action: str,
-    data: dict[str, Any] | None,
-    occurred_at: datetime,
-    rng: random.Random,
-) -> bytes:
-    event: dict[str, Any] = {
-        "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-        "action": action,
-        "listing_id": listing_id,
-        "version": version,
-        "occurred_at": occurred_at.isoformat(),
-    }
-    if data is not None:
-        event["data"] = data
-    return orjson.dumps(event)
 
 
 def plan_events(
@@ -159,7 +101,7 @@ def plan_events(
     for _ in range(duplicates):
         i = rng.randrange(len(events))
         extras.append((rng.randrange(i, len(events)), events[i]))
-    poison_records = poison_samples(rng, max(0, count // poison_every) if poison_every else 0)
+    poison_records = poison_samples(max(0, count // poison_every) if poison_every else 0)
     extras.extend((rng.randrange(len(events)), record) for record in poison_records)
     records = _interleave(events, extras)
 
@@ -198,30 +140,11 @@ def _interleave(
     return out
 
 
-def poison_samples(rng: random.Random, count: int) -> list[tuple[bytes | None, bytes | None]]:
-    """Records every indexer must dead-letter: broken bytes, broken JSON, broken contract."""
-    samples: list[tuple[bytes | None, bytes | None]] = []
-    for n in range(count):
-        listing_id = POISON_ID_BASE + n  # distinct: one DLQ row per poison record
-        key = str(listing_id).encode()
-        kind = n % 4
-        if kind == 0:
-            samples.append((key, b'{"event_id": "not closed'))
-        elif kind == 1:
-            samples.append((key, b"\xff\xfe not utf-8"))
-        elif kind == 2:
-            bad = {
-                "event_id": str(uuid.uuid4()),
-                "action": "index",
-                "listing_id": listing_id,
-                "version": VERSION_BASE,
-                "occurred_at": datetime.now(UTC).isoformat(),
-                "data": {"id": listing_id, "title": "", "price": -1, "status": "active"},
-            }
-            samples.append((key, orjson.dumps(bad)))
-        else:
-            samples.append((key, orjson.dumps({"action": "explode", "listing_id": listing_id})))
-    return samples
+def poison_samples(count: int) -> list[tuple[bytes | None, bytes | None]]:
+    """Records every indexer must dead-letter, each kind in turn, on distinct listing ids
+    (one DLQ row per poison record)."""
+    ids = range(POISON_ID_BASE, POISON_ID_BASE + count)
+    return [(str(lid).encode(), poison_value(lid, n)) for n, lid in enumerate(ids)]
 
 
 async def produce_records(
@@ -233,9 +156,8 @@ async def produce_records(
     enable_idempotence: bool = False,
 ) -> dict[int, int]:
     """Produce `records` in order; return partition -> end offset (last offset + 1)."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
+    producer = create_producer(
+        None,
         bootstrap_servers=bootstrap_servers,
         acks="all",
         enable_idempotence=enable_idempotence,

@@ -2,8 +2,9 @@
 
 `EventGenerator` yields a reproducible (seeded) stream of operations with a configurable mix:
 creates, updates, out-of-order (stale) versions, deletes, thin events, poison records and a
-hot-key skew. `run_load` emits them through a `ListingEventProducer` at a target rate (or as
-fast as possible) and measures how long each `emit` call kept the caller waiting.
+hot-key skew; the listings and poison records come from `synthetic`, as the demo's do.
+`run_load` emits them through a `ListingEventProducer` at a target rate (or as fast as
+possible) and measures how long each `emit` call kept the caller waiting.
 """
 
 from __future__ import annotations
@@ -17,38 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from stream_indexer.devtools.demo import CITIES, CONDITIONS, STATUSES
+from stream_indexer.devtools.synthetic import POISON_KINDS, listing_data, poison_value
 from stream_indexer.producer.client import ListingEventProducer, ProducerBackpressureError
-
-WORDS = (
-    "vintage",
-    "oak",
-    "desk",
-    "lamp",
-    "bike",
-    "road",
-    "carbon",
-    "sofa",
-    "leather",
-    "chair",
-    "iphone",
-    "case",
-    "camera",
-    "lens",
-    "guitar",
-    "acoustic",
-    "jacket",
-    "winter",
-    "boots",
-    "kids",
-    "table",
-    "dining",
-    "mirror",
-    "ceramic",
-    "vase",
-    "tent",
-    "stroller",
-)
 
 OpKind = Literal["create", "update", "stale", "delete", "thin", "poison"]
 KINDS: tuple[OpKind, ...] = ("create", "update", "stale", "delete", "thin", "poison")
@@ -133,31 +104,9 @@ class EventGenerator:
         return version
 
     def listing(self, listing_id: int) -> dict[str, Any]:
-        """A realistic listing snapshot (~0.5 KB of JSON)."""
-        rng = self._rng
-        self._clock += timedelta(milliseconds=rng.randint(1, 50))
-        city, country, lat, lon = rng.choice(CITIES)
-        return {
-            "id": listing_id,
-            "title": " ".join(rng.choices(WORDS, k=rng.randint(2, 6))).capitalize(),
-            "price": round(rng.uniform(1, 2000), 2),
-            "currency": "EUR",
-            "status": rng.choice(STATUSES),
-            "condition": rng.choice(CONDITIONS),
-            "user_id": rng.randint(1, 100_000),
-            "category_id": rng.randint(1, 400),
-            "description": " ".join(rng.choices(WORDS, k=rng.randint(10, 40))),
-            "city": city,
-            "country": country,
-            "location": {"lat": lat + rng.uniform(-0.1, 0.1), "lon": lon + rng.uniform(-0.1, 0.1)},
-            "attributes": {"color": rng.choice(("red", "black")), "size": rng.randint(1, 9)},
-            "images": [
-                f"https://img.example.com/{listing_id}/{i}.jpg" for i in range(rng.randint(0, 3))
-            ],
-            "views_count": rng.randint(0, 10_000),
-            "created_at": "2024-06-01T12:00:00Z",
-            "updated_at": self._clock.isoformat(),
-        }
+        """A realistic listing snapshot (`synthetic.listing_data`), a little later each time."""
+        self._clock += timedelta(milliseconds=self._rng.randint(1, 50))
+        return listing_data(self._rng, listing_id, self._clock)
 
     def __iter__(self) -> Iterator[Op]:
         while True:
@@ -188,17 +137,7 @@ class EventGenerator:
 
     def _poison(self) -> Op:
         listing_id = self._next_id + 10_000_000
-        variant = self._rng.randrange(3)
-        if variant == 0:
-            raw = b"{not json"
-        elif variant == 1:
-            raw = b'{"action": "index", "listing_id": %d}' % listing_id  # fields missing
-        else:
-            raw = (
-                b'{"event_id": "00000000-0000-4000-8000-000000000000", "action": "explode", '
-                b'"listing_id": %d, "version": 1, "occurred_at": "2025-01-01T00:00:00Z"}'
-                % listing_id
-            )
+        raw = poison_value(listing_id, self._rng.randrange(POISON_KINDS))
         return Op("poison", listing_id, raw=raw)
 
 

@@ -1,1 +1,2 @@
-"""Metrics, the health and metrics HTTP server, and logging: used by every layer above."""
+"""Metrics, the health and metrics HTTP server (on `AiohttpSite`), and logging: used by every
+layer above."""

@@ -20,6 +20,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from stream_indexer.observability.aiohttp_site import AiohttpSite
+
 log = logging.getLogger(__name__)
 
 # Seconds `stop()` waits for open scrapes/probes before closing their connections.
@@ -45,55 +47,40 @@ class ObservabilityServer:
         self, host: str, port: int, registry: CollectorRegistry, probe: HealthProbe
     ) -> None:
         self._host = host
-        self._requested_port = port
+        self._site = AiohttpSite(host, port, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
         self._registry = registry
         self._probe = probe
-        self._runner: web.AppRunner | None = None
-        self._bound_port: int | None = None
         self._lock = asyncio.Lock()
         self._last_state: dict[str, bool] = {}
 
     @property
     def port(self) -> int:
         """The port actually bound (the OS's choice when 0 was asked for)."""
-        if self._bound_port is None:
-            raise RuntimeError("ObservabilityServer is not started")
-        return self._bound_port
+        try:
+            return self._site.port
+        except RuntimeError:
+            raise RuntimeError("ObservabilityServer is not started") from None
 
     async def start(self) -> None:
         """Bind and serve; raises OSError when the port is taken."""
         async with self._lock:
-            if self._runner is not None:
+            if self._site.running:
                 return
             app = web.Application()
             app.router.add_get("/metrics", self._metrics)
             app.router.add_get("/healthz", self._healthz)
             app.router.add_get("/readyz", self._readyz)
-            runner = web.AppRunner(
-                app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_TIMEOUT_S
-            )
-            await runner.setup()
-            site = web.TCPSite(runner, self._host, self._requested_port)
-            try:
-                await site.start()
-            except BaseException:
-                await runner.cleanup()
-                raise
-            self._runner = runner
-            self._bound_port = int(runner.addresses[0][1])
+            await self._site.start(app)
             log.info(
                 "observability server listening",
-                extra={"host": self._host, "port": self._bound_port},
+                extra={"host": self._host, "port": self._site.port},
             )
 
     async def stop(self) -> None:
         """Close the listener and open connections; safe to call more than once."""
         async with self._lock:
-            runner, self._runner = self._runner, None
-            if runner is None:
-                return
-            await runner.cleanup()
-            log.info("observability server stopped", extra={"port": self._bound_port})
+            if await self._site.stop():
+                log.info("observability server stopped", extra={"port": self._site.port})
 
     async def __aenter__(self) -> Self:
         await self.start()

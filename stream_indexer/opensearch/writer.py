@@ -1,4 +1,4 @@
-"""Bulk writer: send pending writes until each one is written, stale or poison.
+"""OpenSearch side, bulk writer: send pending writes until each is written, stale or poison.
 
 The retry policy of the pipeline in one place. A whole-request failure (sink unreachable,
 timeout, 429/5xx) is retried forever with backoff and full jitter and feeds the circuit
@@ -44,7 +44,7 @@ class BulkOutcome:
 
 
 class BulkWriter:
-    """Shared by every partition worker (and `dlq retry`) of a process."""
+    """Shared by every partition worker of a process (`dlq retry` has its own loop)."""
 
     def __init__(
         self,

@@ -24,8 +24,12 @@ from typing import Any, Literal, Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from stream_indexer.errors import ConfigError, StreamIndexerError, TransientError
-from stream_indexer.kafka_clients import connection_kwargs
+from stream_indexer.errors import (
+    ProducerBackpressureError,
+    ProducerClosedError,
+    ProducerDeliveryError,
+)
+from stream_indexer.kafka_clients import create_producer
 from stream_indexer.models import Listing, ListingEvent
 from stream_indexer.producer.events import (
     delete_event,
@@ -39,24 +43,6 @@ from stream_indexer.settings import Settings
 log = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[str, bytes]]
-
-
-class ProducerBackpressureError(TransientError):
-    """Kafka could not take the event within `emit_timeout_ms` and no outbox is configured."""
-
-    error_class = "producer_backpressure"
-
-
-class ProducerDeliveryError(TransientError):
-    """A buffered event was not acknowledged in time and could not be moved to an outbox."""
-
-    error_class = "producer_delivery_failed"
-
-
-class ProducerClosedError(StreamIndexerError):
-    """`emit` was called before `start()` or after `stop()`."""
-
-    error_class = "producer_closed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,29 +71,6 @@ class OutboxSink(Protocol):
         key: bytes,
         value: bytes,
     ) -> int: ...
-
-
-def build_kafka_producer(
-    settings: Settings, *, client_suffix: str = "producer"
-) -> AIOKafkaProducer:
-    """An aiokafka producer configured from the `kafka` and `producer` sections."""
-    p = settings.producer
-    if p.enable_idempotence and p.acks != "all":
-        raise ConfigError(
-            "STREAM_INDEXER_PRODUCER__ACKS: must be 'all' when PRODUCER__ENABLE_IDEMPOTENCE is on"
-        )
-    kwargs = connection_kwargs(settings.kafka)
-    kwargs["client_id"] = f"{settings.kafka.client_id}-{client_suffix}"
-    return AIOKafkaProducer(
-        **kwargs,
-        acks="all" if p.acks == "all" else 1,
-        enable_idempotence=p.enable_idempotence,
-        compression_type=p.compression,
-        linger_ms=p.linger_ms,
-        max_batch_size=p.max_batch_bytes,
-        max_request_size=max(p.max_batch_bytes, 1024 * 1024),
-        request_timeout_ms=p.delivery_timeout_ms,
-    )
 
 
 class _Pending:
@@ -163,7 +126,7 @@ class ListingEventProducer:
         """Connect to the cluster (raises the aiokafka error if no broker answers)."""
         if self._state != "new":
             return
-        producer = build_kafka_producer(self.settings)
+        producer = create_producer(self.settings, "producer")
         await producer.start()
         self._producer = producer
         self._state = "running"
@@ -416,5 +379,4 @@ __all__ = [
     "ProducerBackpressureError",
     "ProducerClosedError",
     "ProducerDeliveryError",
-    "build_kafka_producer",
 ]

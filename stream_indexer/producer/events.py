@@ -15,21 +15,8 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from stream_indexer.errors import SchemaInvalidError
+from stream_indexer.errors import InvalidEventError
 from stream_indexer.models import Listing, ListingEvent
-
-
-class InvalidEventError(SchemaInvalidError):
-    """The event breaks the contract; `fields` names every offending field (dotted path)."""
-
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        self.problems = problems
-        detail = "; ".join(f"{field}: {msg}" for field, msg in problems)
-        super().__init__(f"invalid listing event: {detail}")
-
-    @property
-    def fields(self) -> list[str]:
-        return [field for field, _ in self.problems]
 
 
 def _problems(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:

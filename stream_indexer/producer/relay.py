@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from stream_indexer.backoff import Backoff
-from stream_indexer.producer.client import build_kafka_producer
+from stream_indexer.kafka_clients import create_producer
 from stream_indexer.producer.outbox import checked_table
 from stream_indexer.settings import Settings
 
@@ -166,7 +166,7 @@ class OutboxRelay:
             max_size=2,
             command_timeout=pg.command_timeout_s,
         )
-        producer = build_kafka_producer(self.settings, client_suffix="outbox-relay")
+        producer = create_producer(self.settings, "outbox-relay")
         try:
             await producer.start()
         except BaseException:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from stream_indexer.errors import ProducerClosedError
 from stream_indexer.models import Listing, ListingEvent
 from stream_indexer.producer.client import DeliveryResult, ListingEventProducer
 from stream_indexer.producer.outbox import PoolOutbox
@@ -93,8 +94,6 @@ class SyncListingEventProducer:
 
     def _running(self) -> ListingEventProducer:
         if self._producer is None:
-            from stream_indexer.producer.client import ProducerClosedError
-
             raise ProducerClosedError("the producer is not running (call start() first)")
         return self._producer
 

@@ -37,8 +37,8 @@ from stream_indexer.dlq.headers import (
     strip_dlq_headers,
 )
 from stream_indexer.dlq.recover import recover_listing_id
-from stream_indexer.errors import StreamIndexerError
-from stream_indexer.kafka_clients import consumer_kwargs, producer_kwargs
+from stream_indexer.errors import ReplayError
+from stream_indexer.kafka_clients import consumer_kwargs, create_producer
 from stream_indexer.settings import Settings
 
 REPLAY_COUNT = "x-replay-count"
@@ -46,12 +46,6 @@ DEFAULT_MAX_REPLAYS = 3
 GROUP_SUFFIX = "-dlq-replay"
 
 Headers = Sequence[tuple[str, bytes]]
-
-
-class ReplayError(StreamIndexerError):
-    """The replay could not run or finish (DLQ topic missing, broker unreachable)."""
-
-    error_class = "replay_failed"
 
 
 def default_group_id(settings: Settings) -> str:
@@ -221,7 +215,7 @@ class DlqReplayer:
             await consumer.start()
             tps = await self._assign(consumer, options.to_topic)
             if not options.dry_run:
-                producer = AIOKafkaProducer(**producer_kwargs(settings, purpose="events"))
+                producer = create_producer(settings, "events")
                 await producer.start()
             await self._replay(consumer, producer, tps, options, report)
         finally:

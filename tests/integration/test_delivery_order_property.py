@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from stream_indexer.backoff import Backoff
-from stream_indexer.devtools.demo import event_bytes, listing_data
+from stream_indexer.devtools.synthetic import event_bytes, listing_data
 from stream_indexer.dlq.writer import WriteResult
 from stream_indexer.models import Listing
 from stream_indexer.observability.metrics import Metrics

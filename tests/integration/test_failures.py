@@ -22,7 +22,8 @@ from support.pipeline import (
 from support.stack_fixtures import SettingsFactory, TopicFactory
 
 from stream_indexer.app.service import IndexerService
-from stream_indexer.devtools.demo import event_bytes, listing_data, plan_events, produce_records
+from stream_indexer.devtools.demo import plan_events, produce_records
+from stream_indexer.devtools.synthetic import event_bytes, listing_data
 from stream_indexer.observability.metrics import Metrics
 from stream_indexer.opensearch.circuit import CircuitState
 

@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from stream_indexer.observability.aiohttp_site import AiohttpSite
 from support.fake_bulk_script import (
     ITEM_ERROR_TYPES,
     REASONS,
@@ -135,23 +136,22 @@ class FakeBulk:
         self._seq = itertools.count()
         self._auto_ids = itertools.count(1)
         self._request_waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._runner: web.AppRunner | None = None
-        self._port = 0
+        self._site = AiohttpSite("127.0.0.1", 0, shutdown_timeout=1.0)
 
     # -- lifecycle --------------------------------------------------------------------------
 
     @property
     def port(self) -> int:
-        if self._runner is None:
+        if not self._site.running:
             raise RuntimeError("FakeBulk is not started")
-        return self._port
+        return self._site.port
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        if self._runner is not None:
+        if self._site.running:
             return
         app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._middleware])
         app.router.add_get("/", self._info)
@@ -164,18 +164,11 @@ class FakeBulk:
         app.router.add_route("PUT", "/{index}/_bulk", self._bulk)
         app.router.add_route("HEAD", "/{index}", self._index_exists)
         app.router.add_route("PUT", "/{index}", self._create_index)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
+        await self._site.start(app)
 
     async def stop(self) -> None:
         """Close the server and its connections; safe to call more than once."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        await self._site.stop()
         for _, future in self._request_waiters:
             future.cancel()
         self._request_waiters.clear()

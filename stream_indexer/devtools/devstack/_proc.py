@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
+from stream_indexer.errors import ChildExitedError
+
 _PR_SET_PDEATHSIG = 1
 _POLL_S = 0.01
 
@@ -148,5 +150,4 @@ class ChildProcess:
         self.close()
 
 
-class ChildExitedError(RuntimeError):
-    """A server process exited before it became ready."""
+__all__ = ["ChildExitedError", "ChildProcess", "free_port"]

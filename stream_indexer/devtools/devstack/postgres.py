@@ -22,7 +22,8 @@ import warnings
 from functools import partial
 from pathlib import Path
 
-from stream_indexer.devtools.devstack._proc import ChildExitedError, ChildProcess, free_port
+from stream_indexer.devtools.devstack._proc import ChildProcess, free_port
+from stream_indexer.errors import ChildExitedError
 
 SYSTEM_USER = "embedded_postgres"
 _ATTEMPTS = 5

@@ -12,7 +12,8 @@ import time
 from functools import partial
 from pathlib import Path
 
-from stream_indexer.devtools.devstack._proc import ChildExitedError, ChildProcess, free_port
+from stream_indexer.devtools.devstack._proc import ChildProcess, free_port
+from stream_indexer.errors import ChildExitedError
 
 _ATTEMPTS = 5
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from stream_indexer.devtools.demo import listing_data
+from stream_indexer.devtools.synthetic import listing_data
 from stream_indexer.models import Listing
 from stream_indexer.observability.metrics import observe_each, observe_many
 
