@@ -20,6 +20,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from stream_indexer.masking import mask_text
+
 log = logging.getLogger(__name__)
 
 # Seconds `stop()` waits for open scrapes/probes before closing their connections.
@@ -134,7 +136,8 @@ class ObservabilityServer:
                 extra={"detail": detail},
             )
         return web.json_response(
-            {"status": "ok" if ok else "fail", "detail": detail}, status=200 if ok else 503
+            {"status": "ok" if ok else "fail", "detail": mask_text(detail)},
+            status=200 if ok else 503,
         )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from stream_indexer.decode import recover_action, recover_json, recover_listing_id
 from stream_indexer.dlq.record import DeadLetter
 from stream_indexer.errors import StreamIndexerError
+from stream_indexer.masking import mask_text
 from stream_indexer.redact import Redactor
 
 MAX_ERROR_MESSAGE_CHARS = 64 * 1024
@@ -30,7 +31,7 @@ def dead_letter_for(
     error_class = (
         error.error_class if isinstance(error, StreamIndexerError) else type(error).__name__
     )
-    message = str(error) or type(error).__name__
+    message = mask_text(str(error)) or type(error).__name__  # rows and headers are read widely
     value: bytes | None = record.value
     data = None
     if redactor:

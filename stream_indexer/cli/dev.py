@@ -37,7 +37,9 @@ def register(subparsers: Any) -> None:
 def handle(args: argparse.Namespace) -> int:
     from stream_indexer.devstack.stack import EmbeddedStack
     from stream_indexer.logging_setup import configure_logging
+    from stream_indexer.settings import load_settings
 
+    load_settings()  # bad STREAM_INDEXER_* values exit 2 before anything is started
     configure_logging("INFO", "console")
     print("starting the embedded stack (tansu, osmem-server, PostgreSQL)...", flush=True)
     with EmbeddedStack() as endpoints:
