@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from pydantic import SecretStr
+
 from stream_indexer.masking import secret_forms
 
 ENCODE_HINT = "percent-encode '@', ':', '/', '?', '#' and '%' in the user name and password"
@@ -22,6 +24,29 @@ _IPV6 = re.compile(r"\[[0-9A-Fa-f:.]+(?:%[^\]]+)?\](?::(?P<port>[^:]*))?")
 
 class AddressError(ValueError):
     """An address that cannot be parsed; the message is safe to show (no part of the value)."""
+
+
+def checked_dsn(value: SecretStr | None) -> SecretStr | None:
+    """Settings validator for a DSN: normalised, or a ValueError that does not quote it."""
+    if value is None:
+        return None
+    try:
+        return SecretStr(normalize_dsn(value.get_secret_value()))
+    except AddressError as exc:
+        raise ValueError(f"not a usable Postgres DSN (value not shown): {exc}") from None
+
+
+def checked_hosts(hosts: list[str]) -> list[str]:
+    """Settings validator for OpenSearch hosts: a bad one is named by position only."""
+    if not hosts:
+        raise ValueError("at least one host is required")
+    checked = []
+    for number, host in enumerate(hosts, start=1):
+        try:
+            checked.append(normalize_host(host))
+        except AddressError as exc:
+            raise ValueError(f"host {number} of {len(hosts)} (value not shown) {exc}") from None
+    return checked
 
 
 def normalize_dsn(value: str) -> str:
@@ -128,4 +153,11 @@ def _query_passwords(value: str) -> list[tuple[str, str]]:
     return pairs
 
 
-__all__ = ["AddressError", "address_secrets", "normalize_dsn", "normalize_host"]
+__all__ = [
+    "AddressError",
+    "address_secrets",
+    "checked_dsn",
+    "checked_hosts",
+    "normalize_dsn",
+    "normalize_host",
+]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import quote, unquote
 
 MASK = "**********"
@@ -99,6 +100,20 @@ def secret_forms(value: str) -> set[str]:
     return {value, unquote(value), quote(value, safe=""), quote(unquote(value), safe="")}
 
 
+def strings_in(value: Any) -> list[str]:
+    """Every string inside `value` (nested lists, dicts, secrets), each in all its forms: what
+    a message about a rejected input must not contain."""
+    if isinstance(value, str):
+        return [value, *secret_forms(value)]
+    if hasattr(value, "get_secret_value"):
+        return strings_in(value.get_secret_value())
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in strings_in(item)]
+    if isinstance(value, list | tuple):
+        return [text for item in value for text in strings_in(item)]
+    return []
+
+
 def _pattern(values: Iterable[str]) -> re.Pattern[str] | None:
     ordered = sorted(values, key=len, reverse=True)  # longest first: a DSN before its password
     if not ordered:
@@ -106,4 +121,12 @@ def _pattern(values: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(re.escape(value) for value in ordered))
 
 
-__all__ = ["MASK", "forget_all", "mask_text", "mask_url", "remember", "secret_forms"]
+__all__ = [
+    "MASK",
+    "forget_all",
+    "mask_text",
+    "mask_url",
+    "remember",
+    "secret_forms",
+    "strings_in",
+]

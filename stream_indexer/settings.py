@@ -31,9 +31,9 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from stream_indexer.addresses import AddressError, address_secrets, normalize_dsn, normalize_host
+from stream_indexer.addresses import address_secrets, checked_dsn, checked_hosts
 from stream_indexer.errors import ConfigError
-from stream_indexer.masking import mask_text, mask_url, remember, secret_forms
+from stream_indexer.masking import mask_text, mask_url, remember, secret_forms, strings_in
 
 ENV_PREFIX = "STREAM_INDEXER_"
 MIB = 1024 * 1024
@@ -47,16 +47,6 @@ def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
-
-
-def _checked_dsn(value: SecretStr | None) -> SecretStr | None:
-    """A DSN parsed at load (see `addresses`): never a driver's `int()` error quoting it."""
-    if value is None:
-        return None
-    try:
-        return SecretStr(normalize_dsn(value.get_secret_value()))
-    except AddressError as exc:
-        raise ValueError(f"not a usable Postgres DSN (value not shown): {exc}") from None
 
 
 class KafkaSettings(_Section):
@@ -172,19 +162,7 @@ class OpenSearchSettings(_Section):
 
     _split_hosts = field_validator("hosts", mode="before")(_split_csv)
 
-    @field_validator("hosts")
-    @classmethod
-    def _hosts_are_urls(cls, hosts: list[str]) -> list[str]:
-        """Parsed here, user info re-encoded; the message names the host by position only."""
-        if not hosts:
-            raise ValueError("at least one host is required")
-        checked = []
-        for number, host in enumerate(hosts, start=1):
-            try:
-                checked.append(normalize_host(host))
-            except AddressError as exc:
-                raise ValueError(f"host {number} of {len(hosts)} (value not shown) {exc}") from None
-        return checked
+    _check_hosts = field_validator("hosts")(checked_hosts)
 
 
 class BatchSettings(_Section):
@@ -223,7 +201,7 @@ class PostgresSettings(_Section):
     pool_max_size: int = Field(default=4, ge=1)
     command_timeout_s: float = Field(default=10.0, gt=0)
 
-    _check_dsn = field_validator("dsn")(_checked_dsn)
+    _check_dsn = field_validator("dsn")(checked_dsn)
 
 
 class SourceSettings(_Section):
@@ -233,7 +211,7 @@ class SourceSettings(_Section):
     table: str = "listings"
     id_column: str = "id"
 
-    _check_dsn = field_validator("dsn")(_checked_dsn)
+    _check_dsn = field_validator("dsn")(checked_dsn)
 
     @field_validator("table", "id_column")
     @classmethod
@@ -375,19 +353,7 @@ def _problem(error: Any) -> str:
     """`VARIABLE: reason`, without the rejected value: whatever a validator put in its
     message, every string of the input (a secret, perhaps) is masked out of it."""
     message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{env_name(error['loc'])}: {mask_text(message, _strings(error.get('input')))}"
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value, *secret_forms(value)]
-    if isinstance(value, SecretStr):
-        return _strings(value.get_secret_value())
-    if isinstance(value, dict):
-        return [text for item in value.values() for text in _strings(item)]
-    if isinstance(value, list | tuple):
-        return [text for item in value for text in _strings(item)]
-    return []
+    return f"{env_name(error['loc'])}: {mask_text(message, strings_in(error.get('input')))}"
 
 
 def secret_values(settings: Settings) -> set[str]:
