@@ -2,6 +2,7 @@
 
     StreamIndexerError
     ├── ConfigError                    bad settings; the process refuses to start
+    │   └── AddressError               a DSN or host URL that cannot be read unambiguously
     ├── TransientError (retriable)     retry with backoff, never dead-letter for it
     │   ├── SinkUnavailableError       OpenSearch unreachable, timeout, 429, 5xx, blocked
     │   │   └── SinkRequestAbandonedError  stuck on a dead connection; re-sent at once
@@ -48,6 +49,12 @@ class ConfigError(StreamIndexerError):
     """A setting is missing or invalid; the message names the setting."""
 
     error_class = "config"
+
+
+class AddressError(ConfigError, ValueError):
+    """An address that cannot be parsed; the message is safe to show (no part of the value).
+
+    Also a ValueError, so that a settings validator raising it is a validation error."""
 
 
 class TransientError(StreamIndexerError):
@@ -192,6 +199,7 @@ class ChildExitedError(StreamIndexerError, RuntimeError):
 
 
 __all__ = [
+    "AddressError",
     "ChildExitedError",
     "ConfigError",
     "DeadLetterStoreError",

@@ -38,7 +38,9 @@ def connection_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
         kwargs["ssl_context"] = ssl.create_default_context(cafile=kafka.ssl_cafile)
     if kafka.sasl_mechanism is not None:
         kwargs["sasl_mechanism"] = kafka.sasl_mechanism
-        kwargs["sasl_plain_username"] = kafka.sasl_username
+        kwargs["sasl_plain_username"] = (
+            kafka.sasl_username.get_secret_value() if kafka.sasl_username else None
+        )
         kwargs["sasl_plain_password"] = (
             kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
         )

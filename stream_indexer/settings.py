@@ -13,7 +13,15 @@ import os
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
@@ -23,7 +31,9 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from stream_indexer.addresses import address_secrets, checked_dsn, checked_hosts
 from stream_indexer.errors import ConfigError
+from stream_indexer.masking import mask_text, mask_url, remember, secret_forms, strings_in
 
 ENV_PREFIX = "STREAM_INDEXER_"
 MIB = 1024 * 1024
@@ -48,7 +58,9 @@ class KafkaSettings(_Section):
     client_id: str = "stream-indexer"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
+    sasl_username: SecretStr | None = Field(
+        default=None, description="secret too: on managed Kafka it is often an API key"
+    )
     sasl_password: SecretStr | None = None
     ssl_cafile: str | None = None
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
@@ -70,6 +82,22 @@ class KafkaSettings(_Section):
         default=True, description="idempotent producer for the DLQ topic (off on tansu)"
     )
     producer_compression: Literal["gzip", "snappy", "lz4", "zstd"] | None = "lz4"
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaSettings:
+        """aiokafka refuses SASL without these with an assertion; say which to set instead."""
+        if self.security_protocol.startswith("SASL_"):
+            missing = [
+                f"{ENV_PREFIX}KAFKA__{name.upper()}"
+                for name in ("sasl_mechanism", "sasl_username", "sasl_password")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"{', '.join(missing)} must be set when {ENV_PREFIX}KAFKA__SECURITY_PROTOCOL"
+                    " is a SASL protocol"
+                )
+        return self
 
 
 DlqStore = Literal["postgres", "kafka"]
@@ -134,15 +162,7 @@ class OpenSearchSettings(_Section):
 
     _split_hosts = field_validator("hosts", mode="before")(_split_csv)
 
-    @field_validator("hosts")
-    @classmethod
-    def _hosts_have_scheme(cls, hosts: list[str]) -> list[str]:
-        if not hosts:
-            raise ValueError("at least one host is required")
-        for host in hosts:
-            if not host.startswith(("http://", "https://")):
-                raise ValueError(f"{host!r} must start with http:// or https://")
-        return [host.rstrip("/") for host in hosts]
+    _check_hosts = field_validator("hosts")(checked_hosts)
 
 
 class BatchSettings(_Section):
@@ -186,6 +206,8 @@ class PostgresSettings(_Section):
     pool_max_size: int = Field(default=4, ge=1)
     command_timeout_s: float = Field(default=10.0, gt=0)
 
+    _check_dsn = field_validator("dsn")(checked_dsn)
+
 
 class SourceSettings(_Section):
     """Where thin events (index without `data`) load their listing from."""
@@ -194,12 +216,14 @@ class SourceSettings(_Section):
     table: str = "listings"
     id_column: str = "id"
 
+    _check_dsn = field_validator("dsn")(checked_dsn)
+
     @field_validator("table", "id_column")
     @classmethod
     def _identifier(cls, value: str) -> str:
         parts = value.split(".")
         if not all(part.replace("_", "").isalnum() and not part[:1].isdigit() for part in parts):
-            raise ValueError(f"{value!r} is not a plain SQL identifier")
+            raise ValueError("not a plain SQL identifier (letters, digits, _ and one '.')")
         return value
 
 
@@ -315,33 +339,50 @@ def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
             nested.setdefault(head, {})[tail] = value
         else:
             nested[head] = value
+    secrets_dir = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR") or None
     try:
-        secrets_dir = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR") or None
-        return Settings(_secrets_dir=secrets_dir, **nested)
+        settings = Settings(_secrets_dir=secrets_dir, **nested)
     except SettingsError as exc:
         # raised before validation, e.g. STREAM_INDEXER_KAFKA='notjson' for a whole section
         field = re.search(r'field "([^"]+)"', str(exc))
-        name = env_name(tuple(field.group(1).split("."))) if field else ENV_PREFIX + "*"
-        raise ConfigError(f"invalid configuration: {name}: {exc}") from None
+        name = env_name(tuple(field.group(1).split("."))) if field else f"{ENV_PREFIX}SECRETS_DIR"
+        raise ConfigError(f"invalid configuration: {name}: {mask_text(str(exc))}") from None
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{env_name(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
-        )
+        problems = "; ".join(_problem(err) for err in exc.errors(include_url=False))
         raise ConfigError(f"invalid configuration: {problems}") from None
+    remember(secret_values(settings))
+    return settings
 
 
-def _mask_userinfo(url: str) -> str:
-    """`https://user:pw@host` -> `https://**********@host` (credentials in a host URL)."""
-    scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        return f"{scheme}://**********@{rest.split('@', 1)[1]}"
-    return url
+def _problem(error: Any) -> str:
+    """`VARIABLE: reason`, without the rejected value: whatever a validator put in its
+    message, every string of the input (a secret, perhaps) is masked out of it."""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{env_name(error['loc'])}: {mask_text(message, strings_in(error.get('input')))}"
+
+
+def secret_values(settings: Settings) -> set[str]:
+    """Every secret these settings hold, in each form a message might quote it."""
+    found: set[str] = set()
+    for secret in (
+        settings.kafka.sasl_username,
+        settings.kafka.sasl_password,
+        settings.opensearch.password,
+    ):
+        if secret is not None:
+            found |= secret_forms(secret.get_secret_value())
+    for dsn in (settings.postgres.dsn, settings.source.dsn):
+        if dsn is not None:
+            found |= address_secrets(dsn.get_secret_value())
+    for host in settings.opensearch.hosts:
+        found |= address_secrets(host) - {host}  # the address itself is not secret, its password is
+    return found
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:
     """The effective configuration as plain data, with every secret shown as `**********`."""
     data = settings.model_dump(mode="json")
-    data["opensearch"]["hosts"] = [_mask_userinfo(host) for host in settings.opensearch.hosts]
+    data["opensearch"]["hosts"] = [mask_url(host) for host in settings.opensearch.hosts]
     data["dlq"]["topic"] = settings.dlq_topic
     data["opensearch"]["physical_index"] = settings.physical_index
     return data
@@ -362,4 +403,5 @@ __all__ = [
     "SourceSettings",
     "load_settings",
     "masked_dump",
+    "secret_values",
 ]

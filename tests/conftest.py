@@ -26,6 +26,7 @@ from support.stack_fixtures import (
 
 from stream_indexer.app.topics import ensure_topic
 from stream_indexer.devtools.devstack import StackEndpoints
+from stream_indexer.masking import forget_all
 from stream_indexer.settings import Settings
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
@@ -36,6 +37,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.path.is_relative_to(INTEGRATION_DIR):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def forget_remembered_secrets() -> Iterator[None]:
+    """Loading settings makes the masker remember their secrets for the whole process; one
+    test's secrets must not mask another test's expected output."""
+    yield
+    forget_all()
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from aiokafka import errors as kafka_errors
 from opensearchpy.exceptions import AuthenticationException, AuthorizationException
 
 from stream_indexer.errors import StartupFailedError, StreamIndexerError
-from stream_indexer.observability.logging_setup import redact
+from stream_indexer.masking import mask_text
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def _advice(step: Step, exc: BaseException) -> str:
 
 def _one_line(exc: BaseException) -> str:
     """The cause's text on one line, URL passwords masked, cut to a readable length."""
-    text = " ".join(redact(str(exc)).split()) or "no message"
+    text = " ".join(mask_text(str(exc)).split()) or "no message"
     if len(text) > _MAX_CAUSE_CHARS:
         text = text[: _MAX_CAUSE_CHARS - 3] + "..."
     return text

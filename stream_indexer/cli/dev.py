@@ -39,7 +39,9 @@ def handle(args: argparse.Namespace) -> int:
     from stream_indexer.app.startup_errors import StartupFailedError, Step, report, startup_step
     from stream_indexer.devtools.devstack.stack import EmbeddedStack
     from stream_indexer.observability.logging_setup import configure_logging
+    from stream_indexer.settings import load_settings
 
+    load_settings()  # bad STREAM_INDEXER_* values exit 2 before anything is started
     configure_logging("INFO", "console")
     print("starting the embedded stack (tansu, osmem-server, PostgreSQL)...", flush=True)
     stack = EmbeddedStack()

@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 
 from stream_indexer.dlq.query import DlqQueries
 from stream_indexer.errors import OperationFailed, ReplayError, TransientError
+from stream_indexer.masking import mask_text
 from stream_indexer.settings import Settings
 
 T = TypeVar("T")
@@ -32,14 +33,14 @@ FAILURES: tuple[type[BaseException], ...] = (
     ReplayError,
     OSError,
     TimeoutError,
-    ValueError,  # a malformed DSN
+    ValueError,  # e.g. a DSN option asyncpg refuses (the DSN itself is parsed at load)
     OperationFailed,
 )
 LAST_ERROR_CHARS = 80
 
 
 def one_line(action: str, exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = mask_text(" ".join(str(exc).split())) or type(exc).__name__
     if isinstance(exc, asyncpg.UndefinedTableError):
         text += " (run `stream-indexer migrate up` first)"
     elif not isinstance(exc, OperationFailed | ReplayError | TransientError):

@@ -1,9 +1,10 @@
 """`stream-indexer migrate up|down|status`: apply the schema migrations before pods start
 (run by hand, by `make demo`, or as the helm pre-install/pre-upgrade hook).
 
-The DSN comes from settings (`STREAM_INDEXER_POSTGRES__DSN`) unless `--dsn` is given. A
-database or migration-file problem prints one line and exits 1; nothing else is printed on
-stderr, so a hook's log shows exactly why it failed.
+The DSN comes from settings (`STREAM_INDEXER_POSTGRES__DSN`) unless `--dsn` is given; both
+are parsed before connecting, and one that cannot be parsed exits 2 naming where it came
+from. A database or migration-file problem prints one line (secrets masked) and exits 1;
+nothing else is printed on stderr, so a hook's log shows exactly why it failed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from stream_indexer.addresses import AddressError, address_secrets, normalize_dsn
 from stream_indexer.app.migrate import (
     Migration,
     MigrationError,
@@ -24,6 +26,8 @@ from stream_indexer.app.migrate import (
     migrate_down,
     migrate_up,
 )
+from stream_indexer.errors import ConfigError
+from stream_indexer.masking import mask_text, remember
 from stream_indexer.settings import load_settings
 
 _FAILURES = (
@@ -32,7 +36,7 @@ _FAILURES = (
     asyncpg.InterfaceError,
     OSError,
     TimeoutError,
-    ValueError,  # a malformed DSN (asyncpg parses it with int(), e.g. for the port)
+    ValueError,  # e.g. a DSN option asyncpg refuses (the DSN itself is parsed at load)
 )
 
 
@@ -66,13 +70,17 @@ def register(subparsers: Any) -> None:
 
 
 def _dsn(args: argparse.Namespace) -> str:
-    if args.dsn:
-        return str(args.dsn)
-    return load_settings().postgres.dsn.get_secret_value()
+    if not args.dsn:
+        return load_settings().postgres.dsn.get_secret_value()
+    remember(address_secrets(str(args.dsn)))
+    try:
+        return normalize_dsn(str(args.dsn))
+    except AddressError as exc:
+        raise ConfigError(f"--dsn: not a usable Postgres DSN (value not shown): {exc}") from None
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = mask_text(" ".join(str(exc).split())) or type(exc).__name__
     return f"stream-indexer migrate: {text}"
 
 

@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import signal
 import sys
 from collections.abc import Iterator
@@ -214,12 +213,10 @@ def loadgen_command(args: argparse.Namespace) -> int:
 
 
 def relay_command(args: argparse.Namespace) -> int:
+    from stream_indexer.observability.logging_setup import configure_logging
+
     settings = _settings(args, **{"outbox.batch_size": args.batch_size})
-    logging.basicConfig(
-        level=settings.log.level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(settings.log.level, settings.log.format)  # masks secrets, as `run` does
     registry = CollectorRegistry()
     if settings.metrics.enabled:
         start_http_server(settings.metrics.port, addr=settings.metrics.host, registry=registry)

@@ -14,6 +14,7 @@ from stream_indexer.dlq.record import DeadLetter
 from stream_indexer.dlq.recover import recover_action, recover_json, recover_listing_id
 from stream_indexer.dlq.redaction import Redactor
 from stream_indexer.errors import StreamIndexerError
+from stream_indexer.masking import mask_text
 
 MAX_ERROR_MESSAGE_CHARS = 64 * 1024
 
@@ -30,7 +31,7 @@ def dead_letter_for(
     error_class = (
         error.error_class if isinstance(error, StreamIndexerError) else type(error).__name__
     )
-    message = str(error) or type(error).__name__
+    message = mask_text(str(error)) or type(error).__name__  # rows and headers are read widely
     value: bytes | None = record.value
     data = None
     if redactor:

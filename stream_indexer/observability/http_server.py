@@ -20,6 +20,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from stream_indexer.masking import mask_text
 from stream_indexer.observability.aiohttp_site import AiohttpSite
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,8 @@ class ObservabilityServer:
                 extra={"detail": detail},
             )
         return web.json_response(
-            {"status": "ok" if ok else "fail", "detail": detail}, status=200 if ok else 503
+            {"status": "ok" if ok else "fail", "detail": mask_text(detail)},
+            status=200 if ok else 503,
         )
 
 

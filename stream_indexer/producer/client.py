@@ -127,7 +127,11 @@ class ListingEventProducer:
         if self._state != "new":
             return
         producer = create_producer(self.settings, "producer")
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()  # aiokafka leaves a failed start's client open
+            raise
         self._producer = producer
         self._state = "running"
         self._watchdog = asyncio.get_running_loop().create_task(

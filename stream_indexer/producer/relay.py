@@ -170,6 +170,7 @@ class OutboxRelay:
         try:
             await producer.start()
         except BaseException:
+            await producer.stop()  # aiokafka leaves a failed start's client open
             await self._pool.close()
             raise
         self._producer = producer

@@ -137,3 +137,19 @@ async def test_promtool_check_metrics_accepts_a_real_scrape(promtool: str) -> No
     )
     out, _ = await proc.communicate(body.encode())
     assert proc.returncode == 0, out.decode()
+
+
+async def test_probe_bodies_never_carry_a_secret() -> None:
+    """A probe detail may quote a driver error; the body masks it as logs do."""
+    from stream_indexer.masking import remember
+
+    remember(["probe-s3cret"])
+    probe = FakeProbe(
+        live=(False, "sink down: postgresql://u:pw@db/app"),
+        ready=(False, "sasl login failed for probe-s3cret"),
+    )
+    async with ObservabilityServer("127.0.0.1", 0, _metrics().registry, probe) as server:
+        for path in ("/healthz", "/readyz"):
+            status, _type, body = await _get(server.port, path)
+            assert status == 503
+            assert "probe-s3cret" not in body and ":pw@" not in body

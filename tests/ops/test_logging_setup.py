@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
-from stream_indexer.observability.logging_setup import configure_logging, redact
+from stream_indexer.masking import mask_text
+from stream_indexer.observability.logging_setup import configure_logging
 from stream_indexer.settings import Settings, masked_dump
 
 
@@ -85,12 +86,12 @@ def test_secrets_are_never_printed(capsys: pytest.CaptureFixture[str]) -> None:
     assert "postgresql://indexer:**********@db:5432/app" in err
 
 
-def test_redact_masks_only_url_passwords() -> None:
+def test_the_masker_masks_only_url_passwords() -> None:
     assert (
-        redact("amqp://u:p@h/v and http://h:9200/x")
+        mask_text("amqp://u:p@h/v and http://h:9200/x")
         == "amqp://u:**********@h/v and http://h:9200/x"
     )
-    assert redact("listing 42 at 12:30") == "listing 42 at 12:30"
+    assert mask_text("listing 42 at 12:30") == "listing 42 at 12:30"
 
 
 def test_rejects_unknown_format_and_level() -> None:
