@@ -16,9 +16,12 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from stream_indexer.errors import RetryAbortedError
+
+if TYPE_CHECKING:
+    from stream_indexer.settings import RetrySettings
 
 T = TypeVar("T")
 
@@ -39,6 +42,11 @@ class Backoff:
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """A full-jitter delay: uniform between 0 and the ceiling."""
         return (rng or random).uniform(0.0, self.ceiling(attempt))
+
+    @classmethod
+    def from_settings(cls, retry: RetrySettings) -> Backoff:
+        """The pipeline's backoff (`RETRY__INITIAL_BACKOFF_MS`, `MULTIPLIER`, `MAX_BACKOFF_MS`)."""
+        return cls(retry.initial_backoff_ms / 1000, retry.multiplier, retry.max_backoff_ms / 1000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from prometheus_client import Gauge
 
 from stream_indexer.backoff import Backoff
+from stream_indexer.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class CircuitState(enum.IntEnum):
     OPEN = 2
 
 
-class CircuitBreaker:
+class CircuitBreaker(Lifecycle):
     """Shared by all partition workers of a process."""
 
     def __init__(
@@ -83,7 +84,8 @@ class CircuitBreaker:
         if not self._passable.is_set():
             await self._passable.wait()
 
-    async def close(self) -> None:
+    async def _stop(self) -> None:
+        """Cancel the probe and let every waiting worker through (they are stopping too)."""
         task, self._probe_task = self._probe_task, None
         if task is not None:
             task.cancel()

@@ -130,10 +130,7 @@ class DlqRetrier:
         self._sink = sink
         self._loader: SourceLoader | None = None
         self._on_progress = on_progress
-        retry = settings.retry
-        self._backoff = Backoff(
-            retry.initial_backoff_ms / 1000, retry.multiplier, retry.max_backoff_ms / 1000
-        )
+        self._backoff = Backoff.from_settings(settings.retry)
 
     async def run(self, options: RetryOptions) -> RetryReport:
         report = RetryReport()
@@ -204,6 +201,7 @@ class DlqRetrier:
             if self._loader is None:
                 settings = self._settings
                 self._loader = SourceLoader(settings.source_dsn, settings.source, pool_max_size=2)
+                await self._loader.start()
             hydrated = await self._loader.load(thin_ids)
         writes, invalid = pending_writes(
             ((event, row) for row, event in decoded), hydrated, datetime.now(UTC).isoformat()
