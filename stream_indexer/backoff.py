@@ -109,15 +109,14 @@ async def retry(
     An error `retriable` rejects is raised at once (this record or request can never
     succeed: the caller dead-letters or stops). A retriable one is retried until the policy
     is exhausted, then raised as itself. `on_retry(attempt, error, delay_s)` runs before each
-    sleep, for logs and metrics. With a stop event the sleep ends early when stop is set, and
+    sleep, for logs and metrics. With a stop event the first try always runs (a stop ends
+    the waiting, not the work); after a failure the sleep ends early when stop is set, and
     RetryAbortedError is raised instead of another try.
     """
     attempt = 0
     started = time.monotonic()
     stop = policy.stop
     while True:
-        if stop is not None and stop.is_set():
-            raise RetryAbortedError("stopped while retrying")
         try:
             return await operation()
         except Exception as exc:
@@ -131,6 +130,9 @@ async def retry(
                 on_retry(attempt, exc, delay)
         if stop is None:
             await asyncio.sleep(delay)
-        else:
+            continue
+        if not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
+        if stop.is_set():
+            raise RetryAbortedError("stopped while retrying")
