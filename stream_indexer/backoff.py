@@ -16,9 +16,12 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from stream_indexer.errors import RetryAbortedError
+
+if TYPE_CHECKING:
+    from stream_indexer.settings import RetrySettings
 
 T = TypeVar("T")
 
@@ -39,6 +42,11 @@ class Backoff:
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """A full-jitter delay: uniform between 0 and the ceiling."""
         return (rng or random).uniform(0.0, self.ceiling(attempt))
+
+    @classmethod
+    def from_settings(cls, retry: RetrySettings) -> Backoff:
+        """The pipeline's backoff (`RETRY__INITIAL_BACKOFF_MS`, `MULTIPLIER`, `MAX_BACKOFF_MS`)."""
+        return cls(retry.initial_backoff_ms / 1000, retry.multiplier, retry.max_backoff_ms / 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,15 +109,14 @@ async def retry(
     An error `retriable` rejects is raised at once (this record or request can never
     succeed: the caller dead-letters or stops). A retriable one is retried until the policy
     is exhausted, then raised as itself. `on_retry(attempt, error, delay_s)` runs before each
-    sleep, for logs and metrics. With a stop event the sleep ends early when stop is set, and
+    sleep, for logs and metrics. With a stop event the first try always runs (a stop ends
+    the waiting, not the work); after a failure the sleep ends early when stop is set, and
     RetryAbortedError is raised instead of another try.
     """
     attempt = 0
     started = time.monotonic()
     stop = policy.stop
     while True:
-        if stop is not None and stop.is_set():
-            raise RetryAbortedError("stopped while retrying")
         try:
             return await operation()
         except Exception as exc:
@@ -123,6 +130,9 @@ async def retry(
                 on_retry(attempt, exc, delay)
         if stop is None:
             await asyncio.sleep(delay)
-        else:
+            continue
+        if not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
+        if stop.is_set():
+            raise RetryAbortedError("stopped while retrying")

@@ -1,11 +1,12 @@
 """Service: the consume loop that fans records out to partition workers and commits.
 
 One aiokafka consumer in the group fetches with `getmany`; each assigned partition's
-records go to its `PartitionWorker`. A full worker buffer pauses that partition. A commit
-loop sends, per partition, the tracker's watermark (checkpoint order as in Quix Streams:
-the sink is flushed and dead letters are written before a batch completes, and only then
-can its offsets be committed). On revocation and on stop, workers drain within a deadline,
-what is done is committed, and nothing unfinished is.
+records go to its `PartitionWorker`. What the workers share is built by `wiring.py`; which
+partitions fetch is decided by `flow.py`; commits (checkpoint order as in Quix Streams: the
+sink is flushed and dead letters are written before a batch completes, and only then can
+its offsets be committed) by `committer.py`; `/healthz` and `/readyz` by `health.py`. On
+revocation and on stop, workers drain within a deadline, what is done is committed, and
+nothing unfinished is.
 """
 
 from __future__ import annotations
@@ -13,35 +14,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
-from aiokafka.structs import OffsetAndMetadata
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from stream_indexer.app.startup import create_pool, until_ready
-from stream_indexer.app.startup_errors import Step, explain, permanent_kafka_error, startup_step
-from stream_indexer.app.topics import ensure_topic
-from stream_indexer.backoff import Backoff
-from stream_indexer.dlq.redaction import Redactor
+from stream_indexer.app.committer import Committer
+from stream_indexer.app.flow import FlowControl
+from stream_indexer.app.health import Health, Verdict
+from stream_indexer.app.startup import until_ready
+from stream_indexer.app.startup_errors import Step, explain, startup_step
+from stream_indexer.app.wiring import Wiring
 from stream_indexer.dlq.stats import sample_dlq_table
-from stream_indexer.dlq.table import PostgresDeadLetterTable
-from stream_indexer.dlq.topic import KafkaDeadLetterTopic
-from stream_indexer.dlq.writer import DeadLetterWriter
-from stream_indexer.errors import DeadLetterStoreError, StreamIndexerError
-from stream_indexer.kafka_clients import connection_kwargs, consumer_kwargs, create_producer
+from stream_indexer.errors import StreamIndexerError
+from stream_indexer.kafka_clients import consumer_kwargs
+from stream_indexer.lifecycle import Lifecycle
 from stream_indexer.observability.metrics import Metrics
-from stream_indexer.opensearch.assembler import BulkAssembler
-from stream_indexer.opensearch.circuit import CircuitBreaker, CircuitState
-from stream_indexer.opensearch.sink import OpenSearchSink
-from stream_indexer.opensearch.writer import BulkWriter
-from stream_indexer.pipeline.hydrate import SourceLoader
-from stream_indexer.pipeline.worker import PartitionWorker, WorkerContext
+from stream_indexer.opensearch.circuit import CircuitBreaker
+from stream_indexer.pipeline.worker import PartitionWorker
 from stream_indexer.settings import Settings
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+#: getmany's wait when nothing arrives: also how often flow control and lag are updated
+FETCH_TIMEOUT_MS = 200
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -55,144 +48,58 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._service._on_assigned(set(assigned))
 
 
-class IndexerService:
+class IndexerService(Lifecycle):
     """The indexer: `start()`, `stop()` (idempotent, bounded by the shutdown deadline)."""
 
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.sink = OpenSearchSink(settings)
-        opensearch = settings.opensearch
-        self.assembler = BulkAssembler(
-            self.sink,
-            self.metrics,
-            max_in_flight=opensearch.max_in_flight_bulks,
-            max_docs=opensearch.bulk_max_docs,
-            max_bytes=opensearch.bulk_max_bytes,
-        )
-        probe_timeout_s = settings.retry.circuit_probe_timeout_s
-        self.circuit = CircuitBreaker(
-            failure_threshold=settings.retry.circuit_failure_threshold,
-            probe=lambda: self.sink.ping(probe_timeout_s),
-            probe_backoff=Backoff(0.5, 2.0, settings.retry.circuit_probe_max_s),
-            probe_timeout_s=probe_timeout_s,
-            on_recovered=self.assembler.abandon_stuck,
-            gauge=self.metrics.circuit_state,
-        )
-        self._paused_for_circuit = False
-        self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
-        self._table: PostgresDeadLetterTable | None = None
-        self._pool: Any = None
-        self._loader: SourceLoader | None = None
-        self._ctx: WorkerContext | None = None
-        self._workers: dict[TopicPartition, PartitionWorker] = {}
-        self._paused: set[TopicPartition] = set()
-        self._committed: dict[TopicPartition, int] = {}
-        self._fetch_task: asyncio.Task[None] | None = None
-        self._commit_task: asyncio.Task[None] | None = None
-        self._dlq_stats_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-        self._stopped = False
-        self._started = False
-        self.last_fetch = time.monotonic()
-        self.last_commit = time.monotonic()
-        #: last time no assigned partition had lag (the stall detector's other clock)
-        self._caught_up_at = time.monotonic()
+        self.wiring = Wiring(settings, self.metrics, self._stopping)
+        self.health = Health(
+            stall_timeout_s=settings.metrics.stall_timeout_s,
+            max_fetch_idle_s=max(30.0, settings.kafka.max_poll_interval_ms / 1000),
+        )
+        self._consumer: AIOKafkaConsumer | None = None
+        self._committer: Committer | None = None
+        self._flow: FlowControl | None = None
+        self._workers: dict[TopicPartition, PartitionWorker] = {}
+        self._tasks: list[asyncio.Task[None]] = []
         #: set once the consumer has joined the group and got its first assignment
         self.assigned = asyncio.Event()
 
+    @property
+    def circuit(self) -> CircuitBreaker:
+        return self.wiring.circuit
+
     # -- lifecycle --------------------------------------------------------------------
 
-    async def start(self) -> None:
-        if self._started:
-            return
-        self._started = True
+    async def _start(self) -> None:
         s = self.settings
         self.metrics.build_info.info({"version": _version()})
-        with startup_step(Step.OPENSEARCH):
-            await until_ready("opensearch", self.sink.start, self._stopping)
-        with startup_step(Step.POSTGRES):
-            self._pool = await until_ready("postgres", lambda: create_pool(s), self._stopping)
-        self._table = PostgresDeadLetterTable(self._pool, s.dlq.table)
-        with startup_step(Step.DLQ_TOPIC):
-            await until_ready("kafka (dead-letter topic)", self._ensure_dlq_topic, self._stopping)
-        with startup_step(Step.DLQ_PRODUCER):
-            self._producer = await until_ready(
-                "kafka (dead-letter producer)", self._start_producer, self._stopping
-            )
-        writer = DeadLetterWriter(
-            self._table,
-            KafkaDeadLetterTopic(self._producer, s.dlq_topic),
-            optional={"postgres", "kafka"} - set(s.dlq.required_stores),
-        )
-        self._loader = SourceLoader(s.source_dsn, s.source, pool_max_size=s.postgres.pool_max_size)
-        retry = s.retry
-        backoff = Backoff(
-            retry.initial_backoff_ms / 1000, retry.multiplier, retry.max_backoff_ms / 1000
-        )
-        self._ctx = WorkerContext(
-            settings=s,
-            dead_letters=writer,
-            metrics=self.metrics,
-            loader=self._loader,
-            bulk_writer=BulkWriter(
-                sink=self.sink,
-                circuit=self.circuit,
-                backoff=backoff,
-                metrics=self.metrics,
-                retry=retry,
-                assembler=self.assembler,
-            ),
-            group_id=s.kafka.group_id,
-            backoff=backoff,
-            redactor=Redactor(s.dlq.redact_drop_fields, s.dlq.redact_hash_fields),
-        )
+        await self.wiring.start()
         with startup_step(Step.CONSUMER):
             consumer = await until_ready("kafka (consumer)", self._start_consumer, self._stopping)
         self._consumer = consumer
+        self._committer = Committer(consumer, self.metrics, on_commit=self.health.committed)
+        self._flow = FlowControl(
+            consumer,
+            self._workers,
+            self.circuit,
+            self.metrics,
+            max_records=s.kafka.fetch_max_records,
+            buffer_max_records=s.batch.buffer_max_records,
+        )
         consumer.subscribe([s.kafka.topic], listener=_Rebalance(self))
-        self._fetch_task = asyncio.create_task(self._fetch_loop(), name="fetch-loop")
-        self._commit_task = asyncio.create_task(self._commit_loop(), name="commit-loop")
-        self._dlq_stats_task = asyncio.create_task(
-            sample_dlq_table(self._pool, self.settings.dlq.table, self.metrics, self._stopping),
-            name="dlq-stats",
-        )
-        log.info(
-            "indexer started",
-            extra={"topic": s.kafka.topic, "group_id": s.kafka.group_id},
-        )
-
-    async def _ensure_dlq_topic(self) -> None:
-        dlq = self.settings.dlq
-        try:
-            await ensure_topic(
-                self.settings.kafka.bootstrap_servers,
-                self.settings.dlq_topic,
-                partitions=dlq.topic_partitions,
-                replication_factor=dlq.topic_replication_factor,
-                config={"retention.ms": str(dlq.topic_retention_ms)},
-                client_kwargs={
-                    k: v
-                    for k, v in connection_kwargs(self.settings.kafka).items()
-                    if k != "bootstrap_servers"
-                },
-            )
-        except KafkaError as exc:
-            if permanent_kafka_error(exc):
-                raise  # refused credentials or ACL: a start-up failure, not an outage
-            raise DeadLetterStoreError(f"cannot create dead-letter topic: {exc}") from exc
-
-    async def _start_producer(self) -> AIOKafkaProducer:
-        """The DLQ producer, started; a failed attempt is closed before it is retried."""
-        producer = create_producer(self.settings, "dlq")
-        try:
-            await producer.start()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await producer.stop()
-            raise
-        return producer
+        self._tasks = [
+            asyncio.create_task(self._fetch_loop(), name="fetch-loop"),
+            asyncio.create_task(self._commit_loop(), name="commit-loop"),
+            asyncio.create_task(
+                sample_dlq_table(self.wiring.pool, s.dlq.table, self.metrics, self._stopping),
+                name="dlq-stats",
+            ),
+        ]
+        log.info("indexer started", extra={"topic": s.kafka.topic, "group_id": s.kafka.group_id})
 
     async def _start_consumer(self) -> AIOKafkaConsumer:
         """The group consumer, started; a failed attempt is closed before it is retried."""
@@ -205,41 +112,30 @@ class IndexerService:
             raise
         return consumer
 
-    async def stop(self) -> None:
+    async def _stop(self) -> None:
         """Stop fetching, drain workers within the shutdown deadline, commit, close clients."""
-        if self._stopped:
-            return
-        self._stopped = True
         self._stopping.set()
-        deadline = self.settings.shutdown_timeout_s
-        for task in (self._fetch_task, self._commit_task, self._dlq_stats_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         if self._workers:
-            await self._stop_workers(list(self._workers), deadline)
-        await self._commit(final=True)
-        await self.circuit.close()
-        await self.assembler.stop()
-        await self._close_clients()
+            await self._stop_workers(list(self._workers), self.settings.shutdown_timeout_s)
+        if self._committer is not None:
+            await self._committer.commit(self._workers, final=True)
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+        await self.wiring.stop()
         log.info("indexer stopped")
-
-    async def __aenter__(self) -> IndexerService:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def run_until_stopped(self) -> None:
         """Wait until `request_stop()` is called or a background task dies, then stop."""
-        assert self._fetch_task is not None and self._commit_task is not None
+        fetch_task, commit_task = self._tasks[0], self._tasks[1]
         stop_wait = asyncio.create_task(self._stopping.wait())
         try:
             done, _ = await asyncio.wait(
-                {stop_wait, self._fetch_task, self._commit_task},
-                return_when=asyncio.FIRST_COMPLETED,
+                {stop_wait, fetch_task, commit_task}, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             stop_wait.cancel()
@@ -262,134 +158,37 @@ class IndexerService:
 
     def committed_offsets(self) -> dict[TopicPartition, int]:
         """What this member last committed, per partition it owns."""
-        return dict(self._committed)
+        return {} if self._committer is None else dict(self._committer.committed)
 
-    async def _close_clients(self) -> None:
-        if self._consumer is not None:
-            with contextlib.suppress(Exception):
-                await self._consumer.stop()
-        if self._producer is not None:
-            with contextlib.suppress(Exception):
-                await self._producer.stop()
-        if self._loader is not None:
-            await self._loader.stop()
-        if self._pool is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._pool.close(), 5)
-        await self.sink.stop()
-
-    # -- fetching ---------------------------------------------------------------------
+    # -- fetching and committing ------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
-        consumer = self._consumer
-        assert consumer is not None
-        max_records = self.settings.kafka.fetch_max_records
-        metrics = self.metrics
+        consumer, flow, committer = self._consumer, self._flow, self._committer
+        assert consumer is not None and flow is not None and committer is not None
+        metrics, health = self.metrics, self.health
         while not self._stopping.is_set():
             batches = await consumer.getmany(
-                timeout_ms=200, max_records=self._fetch_limit(max_records)
+                timeout_ms=FETCH_TIMEOUT_MS, max_records=flow.fetch_limit()
             )
-            self.last_fetch = time.monotonic()
+            health.fetched()
             for tp, records in batches.items():
                 worker = self._workers.get(tp)
                 if worker is None or not records:
                     continue
                 metrics.records_consumed.inc(len(records))
                 worker.submit(records)
-                if worker.full and tp not in self._paused:
-                    consumer.pause(tp)
-                    self._paused.add(tp)
-            self._apply_circuit()
-            self._resume_drained()
-            self._update_lag()
-
-    def _fetch_limit(self, max_records: int) -> int:
-        """At most the smallest room among fetching partitions: one `getmany` may return
-        all its records for a single partition, and a buffer must never overflow. A
-        partition assigned during the call gets a new, empty buffer (room = the bound)."""
-        rooms = [w.room for tp, w in self._workers.items() if tp not in self._paused]
-        return max(1, min([max_records, self.settings.batch.buffer_max_records, *rooms]))
-
-    def _apply_circuit(self) -> None:
-        """Pause every partition while the sink circuit is open; resume when it is not."""
-        consumer = self._consumer
-        assert consumer is not None
-        if self.circuit.is_open:
-            consumer.pause(*self._workers)  # idempotent; also covers newly assigned partitions
-            self._paused_for_circuit = True
-        elif not self.circuit.is_open and self._paused_for_circuit:
-            consumer.resume(*(tp for tp in self._workers if tp not in self._paused))
-            self._paused_for_circuit = False
-
-    def _resume_drained(self) -> None:
-        consumer = self._consumer
-        assert consumer is not None
-        if not self._paused_for_circuit:
-            for tp in list(self._paused):
-                worker = self._workers.get(tp)
-                if worker is None:
-                    self._paused.discard(tp)
-                elif worker.drained_enough:
-                    consumer.resume(tp)
-                    self._paused.discard(tp)
-        paused = len(self._workers) if self._paused_for_circuit else len(self._paused)
-        self.metrics.paused_partitions.set(paused)
-
-    def _update_lag(self) -> None:
-        consumer = self._consumer
-        assert consumer is not None
-        now = time.monotonic()
-        behind = False
-        for tp, worker in self._workers.items():
-            labels = (tp.topic, str(tp.partition))
-            highwater = consumer.highwater(tp)
-            committed = self._committed.get(tp)
-            if highwater is not None and committed is not None:
-                lag = max(0, highwater - committed)
-                self.metrics.consumer_lag.labels(*labels).set(lag)
-                behind = behind or lag > 0
-            since = worker.tracker.oldest_pending_since()
-            self.metrics.oldest_uncommitted_age.labels(*labels).set(
-                0.0 if since is None else now - since
-            )
-        if not behind:
-            self._caught_up_at = now
-
-    # -- committing -------------------------------------------------------------------
+                flow.submitted(tp, worker)
+            flow.update()
+            if not committer.report_lag(self._workers):
+                health.caught_up()
 
     async def _commit_loop(self) -> None:
+        committer = self._committer
+        assert committer is not None
         interval = self.settings.kafka.commit_interval_ms / 1000
         while not self._stopping.is_set():
             await asyncio.sleep(interval)
-            await self._commit()
-
-    async def _commit(
-        self, tps: list[TopicPartition] | None = None, *, final: bool = False
-    ) -> None:
-        """Commit each partition's watermark if it moved; log and keep going on failure."""
-        consumer = self._consumer
-        if consumer is None:
-            return
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for tp in tps if tps is not None else list(self._workers):
-            worker = self._workers.get(tp)
-            if worker is None:
-                continue
-            committable = worker.tracker.committable
-            if committable is not None and committable > self._committed.get(tp, -1):
-                offsets[tp] = OffsetAndMetadata(committable, "")
-        if not offsets:
-            return
-        try:
-            await consumer.commit(offsets)
-        except KafkaError as exc:
-            log.warning("offset commit failed%s: %s", " (final)" if final else "", exc)
-            return
-        self.last_commit = time.monotonic()
-        self.metrics.commits.inc(len(offsets))
-        for tp, meta in offsets.items():
-            self._committed[tp] = meta.offset
-            self.metrics.committed_offset.labels(tp.topic, str(tp.partition)).set(meta.offset)
+            await committer.commit(self._workers)
 
     # -- rebalancing ------------------------------------------------------------------
 
@@ -400,41 +199,28 @@ class IndexerService:
             await self._stop_workers(mine, self.settings.rebalance_timeout_s)
         for tp in mine:
             self._workers.pop(tp, None)
-            self._paused.discard(tp)
-            self._committed.pop(tp, None)
-            self._forget_partition_series(tp)
+            if self._flow is not None:
+                self._flow.forget(tp)
+            if self._committer is not None:
+                self._committer.forget(tp)
         self.metrics.assigned_partitions.set(len(self._workers))
-
-    def _forget_partition_series(self, tp: TopicPartition) -> None:
-        labels = (tp.topic, str(tp.partition))
-        for gauge in (
-            self.metrics.consumer_lag,
-            self.metrics.oldest_uncommitted_age,
-            self.metrics.committed_offset,
-        ):
-            with contextlib.suppress(KeyError):
-                gauge.remove(*labels)
 
     async def _stop_workers(self, tps: list[TopicPartition], deadline_s: float) -> None:
         workers = [self._workers[tp] for tp in tps if tp in self._workers]
         await asyncio.gather(*(w.stop(deadline_s, drain=True) for w in workers))
-        await self._commit(tps, final=True)
+        if self._committer is not None:
+            await self._committer.commit(self._workers, tps, final=True)
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         self.metrics.rebalances.labels("assigned").inc()
-        consumer = self._consumer
-        assert consumer is not None and self._ctx is not None
+        assert self._committer is not None
+        context = self.wiring.context
         for tp in assigned:
-            if tp in self._workers:
-                continue
-            worker = PartitionWorker(tp.topic, tp.partition, self._ctx)
-            self._workers[tp] = worker
-            worker.start()
-        for tp in assigned:
-            with contextlib.suppress(KafkaError):
-                committed = await consumer.committed(tp)
-                if committed is not None:
-                    self._committed[tp] = committed
+            if tp not in self._workers:
+                worker = PartitionWorker(tp.topic, tp.partition, context)
+                self._workers[tp] = worker
+                worker.start()
+        await self._committer.load(assigned)
         self.metrics.assigned_partitions.set(len(self._workers))
         log.info(
             "partitions assigned",
@@ -451,29 +237,17 @@ class IndexerService:
     def assignment(self) -> set[TopicPartition]:
         return set(self._workers)
 
-    def liveness(self) -> tuple[bool, str]:
+    def liveness(self) -> Verdict:
         """Alive while the fetch loop turns (it wakes at least every 200 ms)."""
-        if self._fetch_task is not None and self._fetch_task.done():
-            return False, "fetch loop exited"
-        now = time.monotonic()
-        idle = now - self.last_fetch
-        if idle > max(30.0, self.settings.kafka.max_poll_interval_ms / 1000):
-            return False, f"no fetch for {idle:.0f} s"
-        stalled = now - max(self.last_commit, self._caught_up_at)
-        if stalled > self.settings.metrics.stall_timeout_s and not self.circuit.is_open:
-            # lag > 0 and nothing committed for that long (an open circuit is an outage,
-            # reported by /readyz; restarting the pod would not help)
-            return False, f"stalled: behind and no commit for {stalled:.0f} s"
-        return True, "consuming"
+        fetch_exited = bool(self._tasks) and self._tasks[0].done()
+        return self.health.liveness(fetch_loop_exited=fetch_exited, outage=self.circuit.is_open)
 
-    def readiness(self) -> tuple[bool, str]:
-        if self._stopping.is_set():
-            return False, "stopping"
-        if self.circuit.state is not CircuitState.CLOSED:
-            return False, f"sink circuit {self.circuit.state.name.lower()}"
-        if not self._workers:
-            return True, "waiting for partition assignment"
-        return True, f"{len(self._workers)} partitions assigned"
+    def readiness(self) -> Verdict:
+        return self.health.readiness(
+            stopping=self._stopping.is_set(),
+            circuit=self.circuit.state,
+            partitions=len(self._workers),
+        )
 
 
 def _version() -> str:

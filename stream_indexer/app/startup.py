@@ -9,7 +9,6 @@ error into one line naming what to change.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -17,8 +16,8 @@ from typing import Any, TypeVar
 import asyncpg
 from aiokafka.errors import KafkaError
 
-from stream_indexer.backoff import Backoff
-from stream_indexer.errors import StartupAbortedError, TransientError
+from stream_indexer.backoff import Backoff, RetryPolicy, retry
+from stream_indexer.errors import RetryAbortedError, StartupAbortedError, TransientError
 from stream_indexer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,21 +48,18 @@ async def until_ready(
     *,
     backoff: Backoff | None = None,
 ) -> T:
-    """Call `connect` until it succeeds; raise StartupAbortedError once `stopping` is set."""
-    backoff = backoff or Backoff(0.5, 2.0, 10.0)
-    attempt = 0
-    while True:
-        try:
-            return await connect()
-        except Exception as exc:
-            if not _retriable(exc):
-                raise
-            attempt += 1
-            log.warning("%s not ready (attempt %d): %s", what, attempt, exc)
-        if stopping.is_set():
-            raise StartupAbortedError(f"stopped while waiting for {what}")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), backoff.delay(attempt))
+    """Call `connect` until it succeeds; raise StartupAbortedError once `stopping` is set.
+
+    What waiting cannot fix (refused credentials, ACLs) is raised at once."""
+
+    def not_ready(attempt: int, exc: BaseException, _delay: float) -> None:
+        log.warning("%s not ready (attempt %d): %s", what, attempt, exc)
+
+    policy = RetryPolicy.until_stopped(backoff or Backoff(0.5, 2.0, 10.0), stopping)
+    try:
+        return await retry(connect, policy, retriable=_retriable, on_retry=not_ready)
+    except RetryAbortedError:
+        raise StartupAbortedError(f"stopped while waiting for {what}") from None
 
 
 async def create_pool(settings: Settings) -> Any:

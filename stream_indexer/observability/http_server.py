@@ -10,16 +10,15 @@ healthy.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from stream_indexer.lifecycle import Lifecycle
 from stream_indexer.masking import mask_text
 from stream_indexer.observability.aiohttp_site import AiohttpSite
 
@@ -41,7 +40,7 @@ class HealthProbe(Protocol):
         ...
 
 
-class ObservabilityServer:
+class ObservabilityServer(Lifecycle):
     """aiohttp server for /metrics, /healthz and /readyz; `start()`/`stop()` or `async with`."""
 
     def __init__(
@@ -51,7 +50,6 @@ class ObservabilityServer:
         self._site = AiohttpSite(host, port, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
         self._registry = registry
         self._probe = probe
-        self._lock = asyncio.Lock()
         self._last_state: dict[str, bool] = {}
 
     @property
@@ -62,38 +60,22 @@ class ObservabilityServer:
         except RuntimeError:
             raise RuntimeError("ObservabilityServer is not started") from None
 
-    async def start(self) -> None:
+    async def _start(self) -> None:
         """Bind and serve; raises OSError when the port is taken."""
-        async with self._lock:
-            if self._site.running:
-                return
-            app = web.Application()
-            app.router.add_get("/metrics", self._metrics)
-            app.router.add_get("/healthz", self._healthz)
-            app.router.add_get("/readyz", self._readyz)
-            await self._site.start(app)
-            log.info(
-                "observability server listening",
-                extra={"host": self._host, "port": self._site.port},
-            )
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        await self._site.start(app)
+        log.info(
+            "observability server listening",
+            extra={"host": self._host, "port": self._site.port},
+        )
 
-    async def stop(self) -> None:
-        """Close the listener and open connections; safe to call more than once."""
-        async with self._lock:
-            if await self._site.stop():
-                log.info("observability server stopped", extra={"port": self._site.port})
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+    async def _stop(self) -> None:
+        """Close the listener and open connections."""
+        if await self._site.stop():
+            log.info("observability server stopped", extra={"port": self._site.port})
 
     async def _metrics(self, request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))

@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from stream_indexer.errors import SinkRequestAbandonedError
+from stream_indexer.lifecycle import Lifecycle
 from stream_indexer.observability.metrics import Metrics
 from stream_indexer.opensearch.bulk import ItemResult, PendingWrite, build_body, parse_items
 from stream_indexer.opensearch.sink import OpenSearchSink
@@ -32,7 +33,7 @@ class _Submission:
     future: asyncio.Future[list[ItemResult]]
 
 
-class BulkAssembler:
+class BulkAssembler(Lifecycle):
     """Owns the bulk request slots of a process; `send()` is what workers call."""
 
     def __init__(
@@ -55,16 +56,19 @@ class BulkAssembler:
         #: requests in flight: when each was sent and the submissions it carries
         self._requests: dict[asyncio.Task[None], tuple[float, list[_Submission]]] = {}
 
+    async def _start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="bulk-assembler")
+
     async def send(self, writes: list[PendingWrite]) -> list[ItemResult]:
         """One result per write, in order; raises SinkUnavailableError if the request failed."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="bulk-assembler")
+        if not self.running:
+            raise RuntimeError("BulkAssembler.send() before start() or after stop()")
         future: asyncio.Future[list[ItemResult]] = asyncio.get_running_loop().create_future()
         self._queue.append(_Submission(build_body(writes), len(writes), future))
         self._wake.set()
         return await future
 
-    async def stop(self) -> None:
+    async def _stop(self) -> None:
         """Cancel the loop and requests in flight (their writes are re-sent by whoever
         owns the records next: nothing was committed for them)."""
         tasks = [t for t in (self._task, *self._requests) if t is not None]

@@ -23,7 +23,9 @@ from collections.abc import Awaitable, Callable
 
 from prometheus_client import Gauge
 
-from stream_indexer.backoff import Backoff
+from stream_indexer.backoff import Backoff, RetryPolicy, retry
+from stream_indexer.errors import SinkUnavailableError
+from stream_indexer.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ class CircuitState(enum.IntEnum):
     OPEN = 2
 
 
-class CircuitBreaker:
+class CircuitBreaker(Lifecycle):
     """Shared by all partition workers of a process."""
 
     def __init__(
@@ -83,7 +85,8 @@ class CircuitBreaker:
         if not self._passable.is_set():
             await self._passable.wait()
 
-    async def close(self) -> None:
+    async def _stop(self) -> None:
+        """Cancel the probe and let every waiting worker through (they are stopping too)."""
         task, self._probe_task = self._probe_task, None
         if task is not None:
             task.cancel()
@@ -101,16 +104,21 @@ class CircuitBreaker:
             self._probe_task = asyncio.create_task(self._probe_until_answer(), name="circuit-probe")
 
     async def _probe_until_answer(self) -> None:
-        attempt = 0
-        while self.state is CircuitState.OPEN:
-            attempt += 1
-            await asyncio.sleep(self._probe_backoff.delay(attempt))
-            started = time.monotonic()
-            if await self._probe_once():
-                log.info("sink probe answered: circuit half-open")
-                self._set(CircuitState.HALF_OPEN)
-                if self._on_recovered is not None:
-                    self._on_recovered(started)
+        """Probe on the probe backoff until the sink answers. The first probe waits a delay
+        too: the requests that opened the circuit have only just failed."""
+        await asyncio.sleep(self._probe_backoff.delay(1))
+        await retry(self._probe_or_raise, RetryPolicy.forever(self._probe_backoff))
+
+    async def _probe_or_raise(self) -> None:
+        if self.state is not CircuitState.OPEN:
+            return  # closed meanwhile: a held batch went through
+        started = time.monotonic()
+        if not await self._probe_once():
+            raise SinkUnavailableError("sink probe unanswered")
+        log.info("sink probe answered: circuit half-open")
+        self._set(CircuitState.HALF_OPEN)
+        if self._on_recovered is not None:
+            self._on_recovered(started)
 
     async def _probe_once(self) -> bool:
         """One probe, bounded by `probe_timeout_s`; any error counts as no answer."""

@@ -20,6 +20,7 @@ from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.serializer import JSONSerializer
 
 from stream_indexer.errors import ConfigError, SinkUnavailableError
+from stream_indexer.lifecycle import Lifecycle
 from stream_indexer.opensearch.mapping import alias_actions, index_body
 from stream_indexer.settings import Settings
 
@@ -48,7 +49,7 @@ class OrjsonSerializer(JSONSerializer):
         return orjson.dumps(data)
 
 
-class OpenSearchSink:
+class OpenSearchSink(Lifecycle):
     """Owns the AsyncOpenSearch client; `start()` ensures the index and alias exist."""
 
     def __init__(self, settings: Settings) -> None:
@@ -65,23 +66,16 @@ class OpenSearchSink:
             raise RuntimeError("OpenSearchSink is not started")
         return self._client
 
-    async def start(self) -> None:
+    async def _start(self) -> None:
         if self._client is None:
             self._client = self._build_client()
         if self._os.create_index:
             await self.ensure_index()
 
-    async def stop(self) -> None:
+    async def _stop(self) -> None:
         client, self._client = self._client, None
         if client is not None:
             await client.close()
-
-    async def __aenter__(self) -> OpenSearchSink:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     def _build_client(self) -> AsyncOpenSearch:
         auth = None

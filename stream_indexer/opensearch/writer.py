@@ -1,10 +1,12 @@
 """OpenSearch side, bulk writer: send pending writes until each is written, stale or poison.
 
-The retry policy of the pipeline in one place. A whole-request failure (sink unreachable,
-timeout, 429/5xx) is retried forever with backoff and full jitter and feeds the circuit
-breaker: the sink being down never makes a record poison. Per-item answers are read one
-by one and only the failed items are re-sent: overload answers (429, 5xx, rejected
-execution) without limit, unknown record-level errors within the attempt budget.
+The retry policy of every `_bulk` in one place. A whole-request failure (sink unreachable,
+timeout, 429/5xx) is retried by `backoff.retry` under the writer's policy (forever in the
+pipeline, where it feeds the circuit breaker: the sink being down never makes a record
+poison; bounded for `dlq retry`). Per-item answers are read one by one and only the failed
+items are re-sent: overload answers (429, 5xx, rejected execution) as long as the policy
+allows, unknown record-level errors within the attempt budget (`RETRY__MAX_ATTEMPTS`,
+`RETRY__MAX_ELAPSED_S`).
 """
 
 from __future__ import annotations
@@ -14,15 +16,15 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from stream_indexer.backoff import Backoff
+from stream_indexer.backoff import Backoff, RetryPolicy, retry
 from stream_indexer.errors import (
     MappingRejectedError,
     PoisonRecordError,
     RetriesExhaustedError,
     SinkRequestAbandonedError,
-    SinkUnavailableError,
 )
 from stream_indexer.observability.metrics import Metrics
 from stream_indexer.opensearch.assembler import BulkAssembler
@@ -44,17 +46,18 @@ class BulkOutcome:
 
 
 class BulkWriter:
-    """Shared by every partition worker of a process (`dlq retry` has its own loop)."""
+    """Shared by every partition worker of a process, and by `dlq retry` (bounded policy)."""
 
     def __init__(
         self,
         *,
         sink: OpenSearchSink,
-        circuit: CircuitBreaker,
+        circuit: CircuitBreaker | None,
         backoff: Backoff,
         metrics: Metrics,
         retry: RetrySettings,
         assembler: BulkAssembler,
+        policy: RetryPolicy | None = None,
     ) -> None:
         self._sink = sink
         self._circuit = circuit
@@ -62,39 +65,54 @@ class BulkWriter:
         self._metrics = metrics
         self._retry = retry
         self._assembler = assembler
+        #: how long whole-request failures and overload answers are retried: the
+        #: pipeline's default is forever (the sink being down never poisons a record)
+        self._policy = policy or RetryPolicy.forever(backoff)
 
     async def write(
         self, writes: list[PendingWrite], *, log_extra: Mapping[str, Any] | None = None
     ) -> BulkOutcome:
+        """Send `writes` until each is written, stale or poison (see the module doc).
+
+        With a bounded policy, a request still failing at the end of the budget raises its
+        SinkUnavailableError (nothing is poison because the sink was down)."""
         outcome = BulkOutcome()
         started = time.monotonic()
         pending = writes
-        request_failures = 0
         item_rounds = 0
         while pending:
-            await self._circuit.wait_passable()
-            try:
-                results = await self._assembler.send(pending)
-            except SinkRequestAbandonedError:
-                continue  # stuck behind a sink that answers again: re-send now
-            except SinkUnavailableError as exc:
-                request_failures += 1
-                self._circuit.record_failure()
-                self._metrics.retry.labels(exc.error_class).inc(len(pending))
-                log.warning(
-                    "bulk request failed (attempt %d), retrying: %s",
-                    request_failures,
-                    exc,
-                    extra=dict(log_extra or {}),
-                )
-                await asyncio.sleep(self._backoff.delay(request_failures))
-                continue
-            self._circuit.record_success()
+            results = await retry(
+                partial(self._send, pending),
+                self._policy,
+                on_retry=partial(self._request_failed, len(pending), dict(log_extra or {})),
+            )
             pending = self._sort_items(pending, results, outcome, started)
             if pending:
                 item_rounds += 1
                 await asyncio.sleep(self._backoff.delay(item_rounds))
         return outcome
+
+    async def _send(self, pending: list[PendingWrite]) -> list[ItemResult]:
+        """One request once the circuit lets it pass; a request abandoned because the sink
+        answers again is re-sent at once (it is no evidence against the sink)."""
+        while True:
+            if self._circuit is not None:
+                await self._circuit.wait_passable()
+            try:
+                results = await self._assembler.send(pending)
+            except SinkRequestAbandonedError:
+                continue
+            if self._circuit is not None:
+                self._circuit.record_success()
+            return results
+
+    def _request_failed(
+        self, items: int, log_extra: dict[str, Any], attempt: int, exc: BaseException, _s: float
+    ) -> None:
+        if self._circuit is not None:
+            self._circuit.record_failure()
+        self._metrics.retry.labels(getattr(exc, "error_class", type(exc).__name__)).inc(items)
+        log.warning("bulk request failed (attempt %d), retrying: %s", attempt, exc, extra=log_extra)
 
     def _sort_items(
         self,
@@ -120,7 +138,7 @@ class BulkWriter:
             write.last_error = f"{error_type}: {result.reason or ''}".strip()
             if kind is ItemOutcome.POISON:
                 outcome.poison.append((write, MappingRejectedError(write.last_error)))
-            elif kind is ItemOutcome.RECORD_ERROR and self._budget_spent(write, started):
+            elif self._budget_spent(write, kind, started):
                 error = RetriesExhaustedError(
                     f"still failing after {write.attempts} attempts: {write.last_error}"
                 )
@@ -130,8 +148,12 @@ class BulkWriter:
                 retry.append(write)
         return retry
 
-    def _budget_spent(self, write: PendingWrite, started: float) -> bool:
-        return (
-            write.attempts >= self._retry.max_attempts
-            or time.monotonic() - started >= self._retry.max_elapsed_s
-        )
+    def _budget_spent(self, write: PendingWrite, kind: ItemOutcome, started: float) -> bool:
+        """Record errors have the attempt budget; overload answers the policy's (forever in
+        the pipeline, bounded for `dlq retry`)."""
+        elapsed = time.monotonic() - started
+        if kind is ItemOutcome.RECORD_ERROR and (
+            write.attempts >= self._retry.max_attempts or elapsed >= self._retry.max_elapsed_s
+        ):
+            return True
+        return self._policy.exhausted(write.attempts, elapsed)

@@ -13,6 +13,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from stream_indexer.errors import SchemaInvalidError, SourceUnavailableError
+from stream_indexer.lifecycle import Lifecycle
 from stream_indexer.models import Listing
 from stream_indexer.settings import SourceSettings
 
@@ -20,7 +21,7 @@ from stream_indexer.settings import SourceSettings
 Hydrated = Listing | SchemaInvalidError | None
 
 
-class SourceLoader:
+class SourceLoader(Lifecycle):
     """Batched reads of listings by id from the source table."""
 
     def __init__(self, dsn: str, source: SourceSettings, *, pool_max_size: int = 4) -> None:
@@ -33,7 +34,9 @@ class SourceLoader:
             f"WHERE {_quote(source.id_column)} = ANY($1::bigint[])"
         )
 
-    async def start(self) -> None:
+    async def _start(self) -> None:
+        """A pool that connects on first use (min_size 0): a source database that is down
+        delays thin events only, never the start of the service."""
         if self._pool is None:
             try:
                 self._pool = await asyncpg.create_pool(
@@ -42,15 +45,15 @@ class SourceLoader:
             except (OSError, asyncpg.PostgresError) as exc:
                 raise SourceUnavailableError(f"source database unreachable: {exc}") from exc
 
-    async def stop(self) -> None:
+    async def _stop(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
 
     async def load(self, listing_ids: Sequence[int]) -> dict[int, Hydrated]:
         """Listings by id; ids the source does not have map to None."""
-        await self.start()
-        assert self._pool is not None
+        if self._pool is None:
+            raise RuntimeError("SourceLoader.load() before start() or after stop()")
         try:
             rows = await self._pool.fetch(self._query, list(listing_ids))
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

@@ -7,30 +7,32 @@ Each selected row's stored key and value go through the same steps as a consumed
 gets `attempts + 1`, its new `last_error` and error class. A row the running indexer
 updated meanwhile (its `last_attempt_at` moved) is left as the indexer wrote it.
 
-Whole-request sink failures are retried with backoff up to the attempt budget, then the
+Writes go through the pipeline's `BulkWriter` with a bounded policy: whole-request sink
+failures and overload answers are retried with backoff up to the attempt budget, then the
 command stops (nothing is marked failed because OpenSearch was down).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from stream_indexer.backoff import Backoff
+from prometheus_client import CollectorRegistry
+
+from stream_indexer.backoff import Backoff, RetryPolicy
 from stream_indexer.dlq.query import DlqQueries, DlqRow, RowFilter
 from stream_indexer.dlq.table import clean_text
 from stream_indexer.errors import (
-    MappingRejectedError,
     PoisonRecordError,
-    RetriesExhaustedError,
-    SinkUnavailableError,
 )
 from stream_indexer.models import ListingEvent
-from stream_indexer.opensearch.bulk import ItemOutcome, PendingWrite, build_body, parse_items
+from stream_indexer.observability.metrics import Metrics
+from stream_indexer.opensearch.assembler import BulkAssembler
+from stream_indexer.opensearch.bulk import PendingWrite
 from stream_indexer.opensearch.sink import OpenSearchSink
+from stream_indexer.opensearch.writer import BulkWriter
 from stream_indexer.pipeline.decode import decode_event
 from stream_indexer.pipeline.documents import pending_writes
 from stream_indexer.pipeline.hydrate import SourceLoader
@@ -130,9 +132,24 @@ class DlqRetrier:
         self._sink = sink
         self._loader: SourceLoader | None = None
         self._on_progress = on_progress
-        retry = settings.retry
-        self._backoff = Backoff(
-            retry.initial_backoff_ms / 1000, retry.multiplier, retry.max_backoff_ms / 1000
+        backoff = Backoff.from_settings(settings.retry)
+        metrics = Metrics(CollectorRegistry())  # the tool reports rows, not metrics
+        opensearch = settings.opensearch
+        self._assembler = BulkAssembler(
+            sink,
+            metrics,
+            max_in_flight=1,
+            max_docs=opensearch.bulk_max_docs,
+            max_bytes=opensearch.bulk_max_bytes,
+        )
+        self._writer = BulkWriter(
+            sink=sink,
+            circuit=None,
+            backoff=backoff,
+            metrics=metrics,
+            retry=settings.retry,
+            assembler=self._assembler,
+            policy=RetryPolicy.bounded(backoff, attempts=settings.retry.max_attempts),
         )
 
     async def run(self, options: RetryOptions) -> RetryReport:
@@ -140,6 +157,7 @@ class DlqRetrier:
         now = await self._queries.now()
         last_id = 0
         remaining = options.limit
+        await self._assembler.start()
         try:
             while remaining is None or remaining > 0:
                 size = (
@@ -155,6 +173,7 @@ class DlqRetrier:
                 if self._on_progress is not None:
                     self._on_progress(len(rows))
         finally:
+            await self._assembler.stop()
             if self._loader is not None:
                 await self._loader.stop()
         return report
@@ -204,6 +223,7 @@ class DlqRetrier:
             if self._loader is None:
                 settings = self._settings
                 self._loader = SourceLoader(settings.source_dsn, settings.source, pool_max_size=2)
+                await self._loader.start()
             hydrated = await self._loader.load(thin_ids)
         writes, invalid = pending_writes(
             ((event, row) for row, event in decoded), hydrated, datetime.now(UTC).isoformat()
@@ -218,44 +238,13 @@ class DlqRetrier:
         failures: list[_Failure],
     ) -> None:
         """Bulk-write until every item landed, was stale, was rejected or ran out of tries."""
-        budget = self._settings.retry.max_attempts
-        pending = writes
-        request_failures = 0
-        rounds = 0
-        while pending:
-            try:
-                response = await self._sink.bulk(build_body(pending), len(pending))
-            except SinkUnavailableError:
-                request_failures += 1
-                if request_failures >= budget:
-                    raise
-                await asyncio.sleep(self._backoff.delay(request_failures))
-                continue
-            rounds += 1
-            again: list[PendingWrite] = []
-            for write, result in zip(pending, parse_items(response, len(pending)), strict=True):
-                row: DlqRow = write.context
-                if result.outcome is ItemOutcome.WRITTEN:
-                    succeeded.append((row, "written"))
-                    continue
-                if result.outcome is ItemOutcome.STALE:
-                    succeeded.append((row, "stale"))
-                    continue
-                error_type = result.error_type or f"http_{result.status}"
-                write.last_error = f"{error_type}: {result.reason or ''}".strip().rstrip(":")
-                if result.outcome is ItemOutcome.POISON:
-                    error = MappingRejectedError(write.last_error)
-                    failures.append(_Failure(row, error.error_class, str(error)))
-                elif rounds >= budget:
-                    exhausted = RetriesExhaustedError(
-                        f"still failing after {rounds} attempts: {write.last_error}"
-                    )
-                    failures.append(_Failure(row, exhausted.error_class, str(exhausted)))
-                else:
-                    again.append(write)
-            pending = again
-            if pending:
-                await asyncio.sleep(self._backoff.delay(rounds))
+        outcome = await self._writer.write(writes)
+        succeeded.extend((write.context, "written") for write in outcome.written)
+        succeeded.extend((write.context, "stale") for write in outcome.stale)
+        failures.extend(
+            _Failure(write.context, error.error_class, str(error))
+            for write, error in outcome.poison
+        )
 
 
 def _failed(failure: _Failure, result: str) -> RowOutcome:

@@ -194,7 +194,7 @@ def listing_source(data: dict[str, Any]) -> dict[str, Any]:
     return parsed
 
 
-def worker_context(
+async def worker_context(
     app_settings: Settings, sink: OpenSearchSink, dead_letters: CollectingDeadLetters
 ) -> tuple[WorkerContext, CircuitBreaker, BulkAssembler]:
     """The shared context as the service builds it: real bulk writer and circuit breaker."""
@@ -202,6 +202,7 @@ def worker_context(
     backoff = Backoff(initial_s=0.01, multiplier=2.0, max_s=0.2)
     circuit = CircuitBreaker(probe=sink.ping, probe_backoff=backoff)
     assembler = BulkAssembler(sink, metrics, max_in_flight=2, max_docs=10_000, max_bytes=1 << 24)
+    await assembler.start()
     bulk_writer = BulkWriter(
         sink=sink,
         circuit=circuit,
@@ -240,7 +241,7 @@ async def test_newest_version_wins_for_any_delivery(osmem_url: str, scenario: Sc
     )
     sink = OpenSearchSink(app_settings)
     dead_letters = CollectingDeadLetters()
-    ctx, circuit, assembler = worker_context(app_settings, sink, dead_letters)
+    ctx, circuit, assembler = await worker_context(app_settings, sink, dead_letters)
     logs = records_by_partition(scenario)
     workers = {p: PartitionWorker(TOPIC, p, ctx) for p in logs}
     await sink.start()
@@ -297,6 +298,6 @@ async def test_newest_version_wins_for_any_delivery(osmem_url: str, scenario: Sc
         for worker in workers.values():
             if worker._task is not None and not worker._task.done():  # failed before abandon
                 await worker.stop(5.0)
-        await circuit.close()
+        await circuit.stop()
         await assembler.stop()
         await sink.stop()

@@ -141,10 +141,11 @@ async def test_until_stopped_ends_the_wait_when_stop_is_set() -> None:
     assert operation.calls == 1
 
 
-async def test_until_stopped_does_not_start_when_already_stopped() -> None:
+async def test_until_stopped_still_makes_the_first_try() -> None:
     stop = asyncio.Event()
     stop.set()
-    operation = Flaky()
+    assert await retry(Flaky(), RetryPolicy.until_stopped(NO_WAIT, stop)) == "ok"
+    failing = Flaky(SinkUnavailableError("down"))
     with pytest.raises(RetryAbortedError):
-        await retry(operation, RetryPolicy.until_stopped(NO_WAIT, stop))
-    assert operation.calls == 0
+        await retry(failing, RetryPolicy.until_stopped(NO_WAIT, stop))
+    assert failing.calls == 1

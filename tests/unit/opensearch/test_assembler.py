@@ -29,6 +29,7 @@ async def _assembler(
     assembler = BulkAssembler(
         sink, Metrics(CollectorRegistry()), max_in_flight=1, max_docs=max_docs, max_bytes=1 << 20
     )
+    await assembler.start()
     return assembler, sink
 
 
@@ -83,6 +84,7 @@ async def test_small_batches_wait_for_the_request_in_flight_instead_of_a_new_one
         max_docs=100,
         max_bytes=1 << 20,
     )
+    await assembler.start()
     try:
         first = asyncio.create_task(assembler.send(_writes(1, 2)))
         await sink.called.wait()
@@ -120,6 +122,7 @@ async def test_requests_older_than_an_answering_probe_are_abandoned_and_free_the
         max_docs=100,
         max_bytes=1 << 20,
     )
+    await assembler.start()
     try:
         stuck = asyncio.create_task(assembler.send(_writes(1)))
         await asyncio.wait_for(sink.sent.wait(), 5)
@@ -134,3 +137,19 @@ async def test_requests_older_than_an_answering_probe_are_abandoned_and_free_the
         retry.cancel()
     finally:
         await assembler.stop()
+
+
+async def test_send_needs_a_started_assembler() -> None:
+    assembler = BulkAssembler(
+        _GatedSink(),  # type: ignore[arg-type]
+        Metrics(CollectorRegistry()),
+        max_in_flight=1,
+        max_docs=100,
+        max_bytes=1 << 20,
+    )
+    with pytest.raises(RuntimeError, match="before start"):
+        await assembler.send(_writes(1))
+    async with assembler:
+        pass
+    with pytest.raises(RuntimeError, match="after stop"):
+        await assembler.send(_writes(1))

@@ -41,7 +41,7 @@ async def test_opens_after_the_threshold_of_consecutive_failures_only() -> None:
     assert circuit.state is CircuitState.CLOSED
     circuit.record_failure()
     assert circuit.is_open and circuit.opened_total == 1
-    await circuit.close()
+    await circuit.stop()
 
 
 async def test_an_answering_probe_half_opens_then_a_success_closes() -> None:
@@ -52,7 +52,7 @@ async def test_an_answering_probe_half_opens_then_a_success_closes() -> None:
     assert circuit.state is CircuitState.HALF_OPEN
     circuit.record_success()
     assert circuit.state is CircuitState.CLOSED
-    await circuit.close()
+    await circuit.stop()
 
 
 async def test_a_failure_while_half_open_opens_again() -> None:
@@ -62,7 +62,7 @@ async def test_a_failure_while_half_open_opens_again() -> None:
     await asyncio.wait_for(circuit.wait_passable(), 5)
     circuit.record_failure()
     assert circuit.is_open and circuit.opened_total == 2
-    await circuit.close()
+    await circuit.stop()
 
 
 async def test_a_probe_that_never_answers_is_cut_by_the_probe_timeout() -> None:
@@ -73,7 +73,7 @@ async def test_a_probe_that_never_answers_is_cut_by_the_probe_timeout() -> None:
     # without the probe timeout the first probe would hold the circuit open for ever
     await asyncio.wait_for(circuit.wait_passable(), 5)
     assert probe.calls == 2 and circuit.state is CircuitState.HALF_OPEN
-    await circuit.close()
+    await circuit.stop()
 
 
 async def test_a_probe_that_raises_counts_as_no_answer() -> None:
@@ -89,7 +89,7 @@ async def test_a_probe_that_raises_counts_as_no_answer() -> None:
     circuit.record_failure()
     await asyncio.wait_for(circuit.wait_passable(), 5)
     assert circuit.state is CircuitState.HALF_OPEN
-    await circuit.close()
+    await circuit.stop()
 
 
 async def test_recovery_reports_when_the_answering_probe_was_sent() -> None:
@@ -101,7 +101,7 @@ async def test_recovery_reports_when_the_answering_probe_was_sent() -> None:
         circuit.record_failure()
     await asyncio.wait_for(circuit.wait_passable(), 5)
     assert len(reported) == 1 and reported[0] >= before - 1
-    await circuit.close()
+    await circuit.stop()
 
 
 async def test_close_stops_probing_and_lets_waiters_through() -> None:
@@ -110,5 +110,5 @@ async def test_close_stops_probing_and_lets_waiters_through() -> None:
     for _ in range(3):
         circuit.record_failure()
     await asyncio.wait_for(probe.called.wait(), 5)
-    await circuit.close()
+    await circuit.stop()
     await asyncio.wait_for(circuit.wait_passable(), 1)

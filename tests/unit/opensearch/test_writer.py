@@ -149,7 +149,7 @@ async def test_a_down_sink_opens_the_circuit_and_the_writer_waits_for_the_probe(
     assert probed.is_set()
     assert circuit.opened_total == 1 and circuit.state is CircuitState.CLOSED
     assert [w.listing_id for w in outcome.written] == [4]
-    await circuit.close()
+    await circuit.stop()
 
 
 @pytest.mark.parametrize("answer", [OK, STALE])

@@ -53,6 +53,12 @@ class PoolFactory:
         return self.pool
 
 
+async def started(loader: SourceLoader) -> SourceLoader:
+    """`loader`, started (its pool from the monkeypatched factory)."""
+    await loader.start()
+    return loader
+
+
 @pytest.fixture
 def pools(monkeypatch: pytest.MonkeyPatch) -> PoolFactory:
     factory = PoolFactory()
@@ -63,6 +69,7 @@ def pools(monkeypatch: pytest.MonkeyPatch) -> PoolFactory:
 async def test_one_query_per_batch_and_missing_rows_are_none(pools: PoolFactory) -> None:
     pool = pools.pool = FakePool([(1, orjson.dumps(ROW).decode())])
     loader = SourceLoader("postgresql://src", SourceSettings(), pool_max_size=3)
+    await loader.start()
     found = await loader.load([1, 2])
     assert isinstance(found[1], Listing) and found[1].title == "Oak desk"
     assert found[2] is None
@@ -75,7 +82,7 @@ async def test_one_query_per_batch_and_missing_rows_are_none(pools: PoolFactory)
 
 async def test_a_row_that_breaks_the_contract_is_poison(pools: PoolFactory) -> None:
     pools.pool = FakePool([(5, orjson.dumps({**ROW, "id": 5, "price": -3}).decode())])
-    found = await SourceLoader("dsn", SourceSettings()).load([5])
+    found = await (await started(SourceLoader("dsn", SourceSettings()))).load([5])
     assert isinstance(found[5], SchemaInvalidError)
     assert "listing 5" in str(found[5])
 
@@ -84,7 +91,7 @@ async def test_a_row_that_breaks_the_contract_is_poison(pools: PoolFactory) -> N
 async def test_a_failing_query_is_transient(pools: PoolFactory, error: BaseException) -> None:
     pools.pool = FakePool(error=error)
     with pytest.raises(SourceUnavailableError, match="source query failed"):
-        await SourceLoader("dsn", SourceSettings()).load([1])
+        await (await started(SourceLoader("dsn", SourceSettings()))).load([1])
 
 
 async def test_an_unreachable_database_is_transient(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,7 +106,7 @@ async def test_an_unreachable_database_is_transient(monkeypatch: pytest.MonkeyPa
 async def test_table_and_column_names_are_quoted(pools: PoolFactory) -> None:
     pool = pools.pool
     source = SourceSettings(table="shop.listings", id_column="listing_id")
-    await SourceLoader("dsn", source).load([1])
+    await (await started(SourceLoader("dsn", source))).load([1])
     query = pool.queries[0][0]
     assert 'FROM "shop"."listings" AS t' in query
     assert '"listing_id" = ANY($1::bigint[])' in query

@@ -1,0 +1,89 @@
+"""Service, flow control: pause what is full or while the sink is down, resume what drained.
+
+Memory stays bounded by the buffers, not by the backlog: a partition whose buffer reaches
+3/4 of its bound is paused and resumes at half, and each `getmany` asks for no more records
+than the smallest room left (one call may return them all for a single partition). While
+the sink circuit is open every assigned partition is paused, so an outage holds records in
+Kafka instead of in memory or in the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from stream_indexer.observability.metrics import Metrics
+from stream_indexer.opensearch.circuit import CircuitBreaker
+from stream_indexer.pipeline.worker import PartitionWorker
+
+
+class FlowControl:
+    """Pause/resume decisions for one consumer's assigned partitions."""
+
+    def __init__(
+        self,
+        consumer: Any,
+        workers: Mapping[TopicPartition, PartitionWorker],
+        circuit: CircuitBreaker,
+        metrics: Metrics,
+        *,
+        max_records: int,
+        buffer_max_records: int,
+    ) -> None:
+        self._consumer = consumer
+        self._workers = workers
+        self._circuit = circuit
+        self._metrics = metrics
+        self._max_records = max_records
+        self._buffer_max_records = buffer_max_records
+        #: partitions paused because their buffer is full
+        self.paused: set[TopicPartition] = set()
+        self.paused_for_circuit = False
+
+    def fetch_limit(self) -> int:
+        """At most the smallest room among fetching partitions: one `getmany` may return
+        all its records for a single partition, and a buffer must never overflow. A
+        partition assigned during the call gets a new, empty buffer (room = the bound)."""
+        rooms = [w.room for tp, w in self._workers.items() if tp not in self.paused]
+        return max(1, min([self._max_records, self._buffer_max_records, *rooms]))
+
+    def submitted(self, tp: TopicPartition, worker: PartitionWorker) -> None:
+        """Records were handed to `worker`: pause its partition once the buffer is full."""
+        if worker.full and tp not in self.paused:
+            self._consumer.pause(tp)
+            self.paused.add(tp)
+
+    def update(self) -> None:
+        """After each fetch: follow the circuit, resume drained partitions, set the gauge."""
+        self._follow_circuit()
+        self._resume_drained()
+        paused = len(self._workers) if self.paused_for_circuit else len(self.paused)
+        self._metrics.paused_partitions.set(paused)
+
+    def forget(self, tp: TopicPartition) -> None:
+        self.paused.discard(tp)
+
+    def _follow_circuit(self) -> None:
+        """Pause every partition while the sink circuit is open; resume when it is not."""
+        if self._circuit.is_open:
+            self._consumer.pause(*self._workers)  # idempotent; covers new partitions too
+            self.paused_for_circuit = True
+        elif self.paused_for_circuit:
+            self._consumer.resume(*(tp for tp in self._workers if tp not in self.paused))
+            self.paused_for_circuit = False
+
+    def _resume_drained(self) -> None:
+        if self.paused_for_circuit:
+            return
+        for tp in list(self.paused):
+            worker = self._workers.get(tp)
+            if worker is None:
+                self.paused.discard(tp)
+            elif worker.drained_enough:
+                self._consumer.resume(tp)
+                self.paused.discard(tp)
+
+
+__all__ = ["FlowControl"]
