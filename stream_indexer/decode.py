@@ -10,8 +10,8 @@ has already failed. Failures split in two, both poison:
   that is not the decimal `listing_id`).
 
 Messages are short (field path + reason) and never echo the payload: they end up in DLQ
-headers, logs and metrics. The `recover_*` helpers pull what they can out of a record that
-failed, for the dead-letter row; they never raise.
+headers, logs and metrics. What can still be read out of a record that failed, for the
+dead-letter row, is `recover.py`'s job (its helpers are re-exported here).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from stream_indexer.errors import SchemaInvalidError, UndecodableRecordError
-from stream_indexer.models import MAX_LONG, ListingEvent
+from stream_indexer.models import ListingEvent
+from stream_indexer.recover import recover_action, recover_json, recover_listing_id
 
 #: Deepest container nesting accepted (the top-level object is level 1).
 MAX_DEPTH = 32
@@ -152,52 +152,6 @@ def _show_key(key: bytes) -> str:
 
 def _cap(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# --- best-effort recovery for dead letters -------------------------------------------------
-
-
-def recover_json(value: bytes | None) -> dict[str, Any] | None:
-    """The value as a JSON object, or None when it is not one (for the DLQ `data` column)."""
-    if value is None:
-        return None
-    try:
-        parsed = orjson.loads(value)
-    except Exception:  # orjson.JSONDecodeError, or anything else: never raise here
-        return None
-    return parsed if isinstance(parsed, dict) else None
-
-
-def recover_listing_id(key: bytes | None, value: bytes | None) -> int | None:
-    """The listing id from the decimal key, else from a top-level `listing_id` in the value."""
-    from_key = _positive_long(key)
-    if from_key is not None:
-        return from_key
-    parsed = recover_json(value)
-    if parsed is None:
-        return None
-    candidate = parsed.get("listing_id")
-    if isinstance(candidate, str):
-        return _positive_long(candidate.encode("utf-8", "replace"))
-    if isinstance(candidate, int) and not isinstance(candidate, bool):
-        return candidate if 0 < candidate <= MAX_LONG else None
-    return None
-
-
-def recover_action(value: bytes | None) -> str | None:
-    """`"index"` or `"delete"` from a top-level `action`, else None."""
-    parsed = recover_json(value)
-    if parsed is None:
-        return None
-    action = parsed.get("action")
-    return action if action in ("index", "delete") else None
-
-
-def _positive_long(raw: bytes | None) -> int | None:
-    if not raw or len(raw) > 64 or not (raw.isascii() and raw.isdigit()):
-        return None
-    number = int(raw)
-    return number if 0 < number <= MAX_LONG else None
 
 
 __all__ = [

@@ -24,6 +24,7 @@ from stream_indexer.backoff import Backoff
 from stream_indexer.bulk_assembler import BulkAssembler
 from stream_indexer.bulk_writer import BulkWriter
 from stream_indexer.circuit import CircuitBreaker, CircuitState
+from stream_indexer.dlq.held import HeldLetters
 from stream_indexer.dlq.stats import sample_dlq_table
 from stream_indexer.dlq.table import PostgresDeadLetterTable
 from stream_indexer.dlq.topic import KafkaDeadLetterTopic
@@ -68,6 +69,8 @@ class IndexerService:
             gauge=self.metrics.circuit_state,
         )
         self._paused_for_circuit = False
+        #: partitions holding dead letters a DLQ store has not taken (readiness reports it)
+        self.held = HeldLetters(self.metrics.dlq_held_letters)
         opensearch = settings.opensearch
         self.assembler = BulkAssembler(
             self.sink,
@@ -108,13 +111,25 @@ class IndexerService:
         self.metrics.build_info.info({"version": _version()})
         await until_ready("opensearch", self.sink.start, self._stopping)
         self._pool = await until_ready("postgres", lambda: create_pool(s), self._stopping)
-        self._table = PostgresDeadLetterTable(self._pool, s.dlq.table)
+        degraded = self.metrics.dlq_degraded
+        self._table = PostgresDeadLetterTable(
+            self._pool,
+            s.dlq.table,
+            max_value_bytes=s.dlq.table_max_value_bytes,
+            on_degraded=degraded.labels("postgres").inc,
+        )
         await until_ready("kafka (dead-letter topic)", self._ensure_dlq_topic, self._stopping)
-        self._producer = AIOKafkaProducer(**producer_kwargs(s, purpose="dlq"))
+        dlq_producer = producer_kwargs(s, purpose="dlq")
+        self._producer = AIOKafkaProducer(**dlq_producer)
         await self._producer.start()
         writer = DeadLetterWriter(
             self._table,
-            KafkaDeadLetterTopic(self._producer, s.dlq_topic),
+            KafkaDeadLetterTopic(
+                self._producer,
+                s.dlq_topic,
+                max_message_bytes=dlq_producer["max_request_size"],
+                on_degraded=degraded.labels("kafka").inc,
+            ),
             optional={"postgres", "kafka"} - set(s.dlq.required_stores),
         )
         self._loader = SourceLoader(s.source_dsn, s.source, pool_max_size=s.postgres.pool_max_size)
@@ -138,6 +153,7 @@ class IndexerService:
             group_id=s.kafka.group_id,
             backoff=backoff,
             redactor=Redactor(s.dlq.redact_drop_fields, s.dlq.redact_hash_fields),
+            held=self.held,
         )
         self._consumer = AIOKafkaConsumer(**consumer_kwargs(s))
         await self._consumer.start()
@@ -421,9 +437,10 @@ class IndexerService:
         if idle > max(30.0, self.settings.kafka.max_poll_interval_ms / 1000):
             return False, f"no fetch for {idle:.0f} s"
         stalled = now - max(self.last_commit, self._caught_up_at)
-        if stalled > self.settings.metrics.stall_timeout_s and not self.circuit.is_open:
-            # lag > 0 and nothing committed for that long (an open circuit is an outage,
-            # reported by /readyz; restarting the pod would not help)
+        outage = self.circuit.is_open or self.held.letters > 0
+        if stalled > self.settings.metrics.stall_timeout_s and not outage:
+            # lag > 0 and nothing committed for that long (an open circuit or a DLQ store
+            # holding letters is an outage, reported by /readyz; a restart would not help)
             return False, f"stalled: behind and no commit for {stalled:.0f} s"
         return True, "consuming"
 
@@ -432,6 +449,9 @@ class IndexerService:
             return False, "stopping"
         if self.circuit.state is not CircuitState.CLOSED:
             return False, f"sink circuit {self.circuit.state.name.lower()}"
+        held = self.held.summary()
+        if held is not None:
+            return False, held
         if not self._workers:
             return True, "waiting for partition assignment"
         return True, f"{len(self._workers)} partitions assigned"
