@@ -13,7 +13,8 @@
     ├── PoisonRecordError              dead-letter the record and move on
     │   ├── UndecodableRecordError     not UTF-8 / not JSON / too large / too deep
     │   ├── SchemaInvalidError         JSON that breaks the event contract
-    │   │   └── InvalidEventError      a producer refused to send such an event
+    │   │   ├── InvalidEventError      a producer refused to send such an event
+    │   │   └── SourceRowRejectedError the source query fails on this listing's row
     │   ├── MappingRejectedError       OpenSearch refused the document (400, too large)
     │   └── RetriesExhaustedError      a record-level error outlived its attempt budget
     ├── StartupAbortedError            stop requested while waiting for dependencies
@@ -88,10 +89,18 @@ class DeadLetterStoreError(TransientError):
 
     error_class = "dlq_store_unavailable"
 
-    def __init__(self, message: str, *, stores: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        stores: tuple[str, ...] = (),
+        unacknowledged: tuple[int, ...] | None = None,
+    ) -> None:
         super().__init__(message)
         #: names of the stores that failed (`postgres`, `kafka`), when known
         self.stores = stores
+        #: positions (in the letters given to one store) that store did not take; None: all
+        self.unacknowledged = unacknowledged
 
 
 class PoisonRecordError(StreamIndexerError):
@@ -116,6 +125,13 @@ class MappingRejectedError(PoisonRecordError):
     """OpenSearch rejected the document itself (mapping error, too large, illegal value)."""
 
     error_class = "mapping_rejected"
+
+
+class SourceRowRejectedError(SchemaInvalidError):
+    """Hydrating this listing makes the source query fail every time (a data error such as
+    an id out of range), while other listings load: the row, not the database, is at fault."""
+
+    error_class = "source_row_rejected"
 
 
 class RetriesExhaustedError(PoisonRecordError):
@@ -217,6 +233,7 @@ __all__ = [
     "SchemaInvalidError",
     "SinkRequestAbandonedError",
     "SinkUnavailableError",
+    "SourceRowRejectedError",
     "SourceUnavailableError",
     "StartupAbortedError",
     "StartupFailedError",

@@ -114,6 +114,11 @@ class DlqSettings(_Section):
     max_value_bytes: int = Field(
         default=1 * MIB, ge=1024, description="records larger than this are refused unread"
     )
+    table_max_value_bytes: int = Field(
+        default=16 * MIB,
+        ge=64 * 1024,
+        description="value bytes a DLQ table row keeps; beyond it the first bytes, size, SHA-256",
+    )
     required_stores: Annotated[list[DlqStore], NoDecode] = Field(
         default_factory=lambda: list[DlqStore](["postgres", "kafka"]),
         description="stores that must accept a dead letter before its offset may move",

@@ -240,13 +240,17 @@ class IndexerService(Lifecycle):
     def liveness(self) -> Verdict:
         """Alive while the fetch loop turns (it wakes at least every 200 ms)."""
         fetch_exited = bool(self._tasks) and self._tasks[0].done()
-        return self.health.liveness(fetch_loop_exited=fetch_exited, outage=self.circuit.is_open)
+        # an open circuit or a DLQ store holding letters is an outage, reported by /readyz:
+        # restarting the pod would not help
+        outage = self.circuit.is_open or self.wiring.held.letters > 0
+        return self.health.liveness(fetch_loop_exited=fetch_exited, outage=outage)
 
     def readiness(self) -> Verdict:
         return self.health.readiness(
             stopping=self._stopping.is_set(),
             circuit=self.circuit.state,
             partitions=len(self._workers),
+            held_letters=self.wiring.held.summary(),
         )
 
 

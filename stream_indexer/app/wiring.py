@@ -20,12 +20,13 @@ from stream_indexer.app.startup import create_pool, until_ready
 from stream_indexer.app.startup_errors import Step, permanent_kafka_error, startup_step
 from stream_indexer.app.topics import ensure_topic
 from stream_indexer.backoff import Backoff
+from stream_indexer.dlq.held import HeldLetters
 from stream_indexer.dlq.redaction import Redactor
 from stream_indexer.dlq.table import PostgresDeadLetterTable
 from stream_indexer.dlq.topic import KafkaDeadLetterTopic
 from stream_indexer.dlq.writer import DeadLetterWriter
 from stream_indexer.errors import DeadLetterStoreError
-from stream_indexer.kafka_clients import connection_kwargs, create_producer
+from stream_indexer.kafka_clients import connection_kwargs, create_producer, producer_kwargs
 from stream_indexer.lifecycle import Lifecycle
 from stream_indexer.observability.metrics import Metrics
 from stream_indexer.opensearch.assembler import BulkAssembler
@@ -64,6 +65,8 @@ class Wiring(Lifecycle):
             on_recovered=self.assembler.abandon_stuck,
             gauge=metrics.circuit_state,
         )
+        #: partitions holding dead letters a DLQ store has not taken (readiness reports it)
+        self.held = HeldLetters(metrics.dlq_held_letters)
         self.pool: Any = None
         self._producer: AIOKafkaProducer | None = None
         self._loader: SourceLoader | None = None
@@ -90,9 +93,20 @@ class Wiring(Lifecycle):
             self._producer = await until_ready(
                 "kafka (dead-letter producer)", self._start_producer, stopping
             )
+        degraded = self.metrics.dlq_degraded
         dead_letters = DeadLetterWriter(
-            PostgresDeadLetterTable(self.pool, s.dlq.table),
-            KafkaDeadLetterTopic(self._producer, s.dlq_topic),
+            PostgresDeadLetterTable(
+                self.pool,
+                s.dlq.table,
+                max_value_bytes=s.dlq.table_max_value_bytes,
+                on_degraded=degraded.labels("postgres").inc,
+            ),
+            KafkaDeadLetterTopic(
+                self._producer,
+                s.dlq_topic,
+                max_message_bytes=producer_kwargs(s, purpose="dlq")["max_request_size"],
+                on_degraded=degraded.labels("kafka").inc,
+            ),
             optional={"postgres", "kafka"} - set(s.dlq.required_stores),
         )
         self._loader = SourceLoader(s.source_dsn, s.source, pool_max_size=s.postgres.pool_max_size)
@@ -114,6 +128,7 @@ class Wiring(Lifecycle):
             group_id=s.kafka.group_id,
             backoff=backoff,
             redactor=Redactor(s.dlq.redact_drop_fields, s.dlq.redact_hash_fields),
+            held=self.held,
         )
 
     async def _stop(self) -> None:

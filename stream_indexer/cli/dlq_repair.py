@@ -135,6 +135,11 @@ def handle_replay(args: argparse.Namespace) -> int:
         print(f"{report.filtered_out} did not match the filters{note}")
     if report.no_target:
         print(f"{report.no_target} had no x-dlq-original-topic header (use --to-topic)")
+    if report.value_unavailable:
+        print(
+            f"{report.value_unavailable} degraded records skipped: the DLQ table no longer "
+            "holds their original value (see docs/dlq.md, Degraded letters)"
+        )
     if options.dry_run:
         print("nothing was published and no offset was committed")
     return 0

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stream_indexer.dlq.record import DeadLetter
-from stream_indexer.dlq.recover import recover_action, recover_json, recover_listing_id
+from stream_indexer.dlq.recover import recover
 from stream_indexer.dlq.redaction import Redactor
 from stream_indexer.errors import StreamIndexerError
 from stream_indexer.masking import mask_text
@@ -33,11 +33,11 @@ def dead_letter_for(
     )
     message = mask_text(str(error)) or type(error).__name__  # rows and headers are read widely
     value: bytes | None = record.value
-    data = None
+    found = recover(record.key, value)
+    data = found.data
     if redactor:
+        # only what the redactor could parse (and redact) goes to the `data` column
         value, data = redactor.apply(value)
-    else:
-        data = recover_json(value)
     headers = tuple((str(name), bytes(value or b"")) for name, value in (record.headers or ()))
     return DeadLetter(
         topic=record.topic,
@@ -47,8 +47,8 @@ def dead_letter_for(
         key=record.key,
         value=value,
         headers=headers,
-        listing_id=recover_listing_id(record.key, record.value),
-        action=recover_action(record.value),
+        listing_id=found.listing_id,
+        action=found.action,
         data=data,
         error_class=error_class,
         error_message=message[:MAX_ERROR_MESSAGE_CHARS],

@@ -132,10 +132,16 @@ class DlqRow:
     headers: tuple[tuple[str, bytes], ...] | None = None
     data: Any = None
     consumer_group: str | None = None
+    #: the original value's size and SHA-256 (hex); `value` holds only its first bytes
+    #: when `value_truncated` (over `dlq.table_max_value_bytes`)
+    value_size: int | None = None
+    value_sha256: str | None = None
+    value_truncated: bool = False
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> DlqRow:
-        fields = dict(record.items())
+        # columns added by later migrations than this code knows are passed over
+        fields = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
         if "headers" in fields:
             fields["headers"] = decode_headers(fields["headers"])
         if isinstance(fields.get("data"), str):
@@ -166,6 +172,9 @@ class DlqRow:
             "consumer_group": self.consumer_group,
             "key": show_bytes(self.key),
             "value": show_bytes(self.value),
+            "value_size": self.value_size,
+            "value_sha256": self.value_sha256,
+            "value_truncated": self.value_truncated,
             "headers": [[name, show_bytes(value)] for name, value in self.headers or ()],
             "data": self.data,
         }

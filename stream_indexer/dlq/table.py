@@ -13,25 +13,43 @@ id), rows passed as arrays through `unnest`.
 `headers` is stored as a JSON array of `[name, base64(value)]` pairs in the original order,
 so the bytes round-trip exactly (`decode_headers`). Text Postgres cannot hold (NUL, lone
 surrogates) is escaped; `data` that jsonb cannot hold is stored as NULL (the raw `value`
-bytes are always kept).
+bytes are always kept, up to `table_max_value_bytes`, with their size and SHA-256).
+
+A batch the server rejects for its data (SQLSTATE 22xxx/54xxx, `degrade.postgres_verdict`)
+is written again one letter at a time, each rejected letter one degradation level further
+(`degrade.table_letter`) until it fits; it is never retried as it was. When the server is
+unavailable, `DeadLetterStoreError.unacknowledged` names the letters not written yet.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
 
+from stream_indexer.dlq.degrade import (
+    MAX_TABLE_LEVEL,
+    Verdict,
+    postgres_verdict,
+    stored_value,
+    table_letter,
+    table_value_cap,
+)
 from stream_indexer.dlq.record import DeadLetter
 from stream_indexer.errors import ConfigError, DeadLetterStoreError
+
+log = logging.getLogger(__name__)
 
 STORE_NAME = "postgres"
 UNKNOWN_ACTION = "unknown"
 DEFAULT_TABLE = "opensearch_indexing_dlq"
+#: default hard cap on the value bytes one row keeps (`dlq.table_max_value_bytes`)
+DEFAULT_MAX_VALUE_BYTES = 16 * 1024 * 1024
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 # Errors that mean "the store could not take it now" (as opposed to a bug in our code).
@@ -45,14 +63,17 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
 
 _COLUMNS = (
     "listing_id, action, data, attempts, last_error, created_at, last_attempt_at, "
-    'topic, "partition", "offset", key, value, headers, error_class, consumer_group'
+    'topic, "partition", "offset", key, value, headers, error_class, consumer_group, '
+    "value_size, value_sha256, value_truncated"
 )
 _UNNEST = (
     "unnest($1::bigint[], $2::text[], $3::jsonb[], $4::integer[], $5::text[], "
     "$6::timestamptz[], $7::text[], $8::integer[], $9::bigint[], $10::bytea[], "
-    "$11::bytea[], $12::jsonb[], $13::text[], $14::text[]) WITH ORDINALITY AS "
+    "$11::bytea[], $12::jsonb[], $13::text[], $14::text[], $15::bigint[], $16::text[], "
+    "$17::boolean[]) WITH ORDINALITY AS "
     "u(listing_id, action, data, attempts, last_error, failed_at, topic, "
-    '"partition", "offset", key, value, headers, error_class, consumer_group, ord)'
+    '"partition", "offset", key, value, headers, error_class, consumer_group, '
+    "value_size, value_sha256, value_truncated, ord)"
 )
 _SET_LATEST = """
     data = EXCLUDED.data,
@@ -65,7 +86,10 @@ _SET_LATEST = """
     value = EXCLUDED.value,
     headers = EXCLUDED.headers,
     error_class = EXCLUDED.error_class,
-    consumer_group = EXCLUDED.consumer_group"""
+    consumer_group = EXCLUDED.consumer_group,
+    value_size = EXCLUDED.value_size,
+    value_sha256 = EXCLUDED.value_sha256,
+    value_truncated = EXCLUDED.value_truncated"""
 
 # Rows with a listing id. `letters` drops exact duplicates (same source record); `latest` is
 # the newest letter per (listing_id, action) in log order (highest offset; a listing's events
@@ -85,7 +109,8 @@ WITH letters AS (
 )
 INSERT INTO {{table}} AS d ({_COLUMNS})
 SELECT listing_id, action, data, total_attempts, last_error, failed_at, failed_at,
-       topic, "partition", "offset", key, value, headers, error_class, consumer_group
+       topic, "partition", "offset", key, value, headers, error_class, consumer_group,
+       value_size, value_sha256, value_truncated
 FROM latest
 ON CONFLICT (listing_id, action) DO UPDATE SET{_SET_LATEST},
     attempts = d.attempts + COALESCE((
@@ -109,7 +134,8 @@ WITH latest AS (
 )
 INSERT INTO {{table}} AS d ({_COLUMNS})
 SELECT listing_id, action, data, attempts, last_error, failed_at, failed_at,
-       topic, "partition", "offset", key, value, headers, error_class, consumer_group
+       topic, "partition", "offset", key, value, headers, error_class, consumer_group,
+       value_size, value_sha256, value_truncated
 FROM latest
 ON CONFLICT (topic, "partition", "offset") WHERE listing_id IS NULL DO UPDATE SET{_SET_LATEST}
 """
@@ -160,27 +186,32 @@ def decode_headers(column: str | list[list[str]] | None) -> tuple[tuple[str, byt
     return tuple((str(name), base64.b64decode(value)) for name, value in pairs)
 
 
-def _columns(letters: Sequence[DeadLetter]) -> list[list[Any]]:
-    """The 14 arrays `unnest` takes, in `_UNNEST` order."""
-    rows = [
-        (
-            letter.listing_id,
-            clean_text(letter.action) if letter.action else UNKNOWN_ACTION,
-            encode_data(letter.data),
-            letter.attempts,
-            clean_text(letter.error_message),
-            letter.failed_at,
-            clean_text(letter.topic),
-            letter.partition,
-            letter.offset,
-            letter.key,
-            letter.value,
-            encode_headers(letter.headers),
-            clean_text(letter.error_class),
-            clean_text(letter.consumer_group),
+def _columns(letters: Sequence[DeadLetter], max_value_bytes: int) -> list[list[Any]]:
+    """The 17 arrays `unnest` takes, in `_UNNEST` order."""
+    rows = []
+    for letter in letters:
+        value = stored_value(letter.value, max_value_bytes)
+        rows.append(
+            (
+                letter.listing_id,
+                clean_text(letter.action) if letter.action else UNKNOWN_ACTION,
+                encode_data(letter.data),
+                letter.attempts,
+                clean_text(letter.error_message),
+                letter.failed_at,
+                clean_text(letter.topic),
+                letter.partition,
+                letter.offset,
+                letter.key,
+                value.value,
+                encode_headers(letter.headers),
+                clean_text(letter.error_class),
+                clean_text(letter.consumer_group),
+                value.size,
+                value.sha256,
+                value.truncated,
+            )
         )
-        for letter in letters
-    ]
     return [list(column) for column in zip(*rows, strict=True)]
 
 
@@ -190,39 +221,97 @@ class PostgresDeadLetterTable:
     store_name = STORE_NAME
 
     def __init__(
-        self, pool: asyncpg.Pool, table: str = DEFAULT_TABLE, *, timeout: float | None = 30.0
+        self,
+        pool: asyncpg.Pool,
+        table: str = DEFAULT_TABLE,
+        *,
+        timeout: float | None = 30.0,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+        on_degraded: Callable[[], None] | None = None,
     ) -> None:
         self._pool = pool
         self.table = table
         self._timeout = timeout
+        self.max_value_bytes = max_value_bytes
+        #: called once per degradation step of a letter (a metric counts them)
+        self._on_degraded = on_degraded
         quoted = quote_table_name(table)
         self._upsert_by_listing = _UPSERT_BY_LISTING.format(table=quoted)
         self._upsert_by_offset = _UPSERT_BY_OFFSET.format(table=quoted)
 
     async def write(self, letters: Sequence[DeadLetter]) -> None:
-        """Upsert `letters`; DeadLetterStoreError when Postgres cannot take them now."""
+        """Upsert `letters`; DeadLetterStoreError when Postgres cannot take them now.
+
+        A letter Postgres rejects is degraded until it fits, never retried as is; the
+        error's `unacknowledged` lists the positions not written when the store failed.
+        """
         if not letters:
             return
-        with_listing = [letter for letter in letters if letter.listing_id is not None]
-        without_listing = [letter for letter in letters if letter.listing_id is None]
+        done: set[int] = set()
         try:
             async with self._pool.acquire(timeout=self._timeout) as conn:
-                if with_listing:
-                    await conn.execute(
-                        self._upsert_by_listing, *_columns(with_listing), timeout=self._timeout
-                    )
-                if without_listing:
-                    await conn.execute(
-                        self._upsert_by_offset, *_columns(without_listing), timeout=self._timeout
-                    )
+                try:
+                    await self._upsert(conn, list(enumerate(letters)), done)
+                except DATABASE_ERRORS as exc:
+                    if postgres_verdict(exc) is not Verdict.REJECTED:
+                        raise
+                    await self._one_by_one(conn, letters, done)
         except DATABASE_ERRORS as exc:
             raise DeadLetterStoreError(
-                f"DLQ store postgres (table {self.table}) failed: {type(exc).__name__}: {exc}"
+                f"DLQ store postgres (table {self.table}) failed: {type(exc).__name__}: {exc}",
+                unacknowledged=tuple(i for i in range(len(letters)) if i not in done),
             ) from exc
+
+    async def _upsert(
+        self, conn: Any, indexed: list[tuple[int, DeadLetter]], done: set[int], level: int = 0
+    ) -> None:
+        """One statement per kind of row; adds the positions written to `done`."""
+        cap = table_value_cap(level, self.max_value_bytes)
+        for statement, wanted in (
+            (self._upsert_by_listing, True),
+            (self._upsert_by_offset, False),
+        ):
+            part = [
+                (i, letter)
+                for i, letter in indexed
+                if i not in done and (letter.listing_id is not None) is wanted
+            ]
+            if part:
+                rows = [table_letter(letter, level) for _i, letter in part]
+                await conn.execute(statement, *_columns(rows, cap), timeout=self._timeout)
+                done.update(i for i, _letter in part)
+
+    async def _one_by_one(self, conn: Any, letters: Sequence[DeadLetter], done: set[int]) -> None:
+        """The batch was rejected for some letter's data: find it, degrade only that one."""
+        for i, letter in enumerate(letters):
+            if i in done:
+                continue
+            level = 0
+            while True:
+                try:
+                    await self._upsert(conn, [(i, letter)], done, level)
+                    break
+                except DATABASE_ERRORS as exc:
+                    if postgres_verdict(exc) is not Verdict.REJECTED or level >= MAX_TABLE_LEVEL:
+                        raise
+                    level += 1
+                    if self._on_degraded is not None:
+                        self._on_degraded()
+                    log.warning(
+                        "DLQ table rejected a dead letter, storing it degraded (level %d): %s",
+                        level,
+                        exc,
+                        extra={
+                            "topic": letter.topic,
+                            "partition": letter.partition,
+                            "offset": letter.offset,
+                        },
+                    )
 
 
 __all__ = [
     "DATABASE_ERRORS",
+    "DEFAULT_MAX_VALUE_BYTES",
     "DEFAULT_TABLE",
     "UNKNOWN_ACTION",
     "PostgresDeadLetterTable",

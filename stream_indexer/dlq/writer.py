@@ -1,10 +1,12 @@
 """Dead letters, the checkpoint's entry point: write a batch to the Postgres table and the DLQ
 topic concurrently, and succeed only when both have it (nothing is committed before that).
 
-When either store fails the whole batch is reported failed and the caller retries it against
-both stores: the table upsert ignores records it already counts, and the topic is a log where
-a duplicate is acceptable. Waiting for both before raising means a failure of one store never
-abandons a write still in flight to the other.
+`deliver()` returns a `DeadLetterDelivery` that remembers, per store, which letters that
+store has not acknowledged yet: a retry sends a store only those, so a letter reaches the
+DLQ topic once per delivery of its source record (a duplicate only after a crash between
+the two writes). Letters a store refuses for what they are never come back here as
+failures: the stores degrade them until they fit (`degrade.py`). Waiting for both stores
+before raising means a failure of one never abandons a write still in flight to the other.
 """
 
 from __future__ import annotations
@@ -55,46 +57,105 @@ class DeadLetterWriter:
             names.append(self.topic.store_name)
         return tuple(names)
 
+    def deliver(
+        self, letters: Sequence[DeadLetter], *, only: Collection[str] | None = None
+    ) -> DeadLetterDelivery:
+        """A delivery of `letters` to every store (or those in `only`); call `attempt()`."""
+        return DeadLetterDelivery(self, letters, only=only)
+
     async def write(
         self, letters: Sequence[DeadLetter], *, only: Collection[str] | None = None
     ) -> WriteResult:
-        """Write `letters` to every store (or to the stores in `only`, for a retry).
+        """One attempt to write `letters` to every store (or to the stores in `only`).
 
-        Raises DeadLetterStoreError (with `.stores`) naming each required store that failed;
-        a retry passes those as `only`, so a store that already has the letters (the DLQ
-        topic, a log) does not get them twice.
+        Raises DeadLetterStoreError (with `.stores`) naming each required store that failed.
         """
-        if not letters:
-            return WriteResult((), ())
-        names: list[str] = []
-        writes: list[Awaitable[None]] = []
-        if self.table is not None and (only is None or self.table.store_name in only):
-            names.append(self.table.store_name)
-            writes.append(self.table.write(letters))
-        if self.topic is not None and (only is None or self.topic.store_name in only):
-            names.append(self.topic.store_name)
-            writes.append(self.topic.publish(letters))
-        results = await asyncio.gather(*writes, return_exceptions=True)
-        written: list[str] = []
-        failed_optional: list[str] = []
+        return await self.deliver(letters, only=only).attempt()
+
+    def _send(self, name: str, letters: Sequence[DeadLetter]) -> Awaitable[None]:
+        if self.table is not None and name == self.table.store_name:
+            return self.table.write(letters)
+        assert self.topic is not None
+        return self.topic.publish(letters)
+
+
+class DeadLetterDelivery:
+    """One batch of letters on its way to every store, remembering what each store has."""
+
+    def __init__(
+        self,
+        writer: DeadLetterWriter,
+        letters: Sequence[DeadLetter],
+        *,
+        only: Collection[str] | None = None,
+    ) -> None:
+        self._writer = writer
+        self.letters = tuple(letters)
+        #: per store, positions in `letters` the store has not acknowledged yet
+        self.pending: dict[str, list[int]] = {
+            name: list(range(len(self.letters)))
+            for name in writer.stores
+            if only is None or name in only
+        }
+        self._written: list[str] = []
+        self._failed_optional: list[str] = []
+
+    @property
+    def held(self) -> int:
+        """Letters that some required store does not have yet."""
+        missing: set[int] = set()
+        for name, positions in self.pending.items():
+            if name not in self._writer.optional:
+                missing.update(positions)
+        return len(missing)
+
+    async def attempt(self) -> WriteResult:
+        """Send each store what it lacks; DeadLetterStoreError while a required store fails.
+
+        Success returns which stores hold every letter and which optional ones gave up.
+        """
+        writer = self._writer
+        names = [name for name, positions in self.pending.items() if positions]
+        if not names:
+            for name in list(self.pending):
+                self._finish(name)
+            return self._result()
+        sent = {name: list(self.pending[name]) for name in names}
+        results = await asyncio.gather(
+            *(writer._send(name, [self.letters[i] for i in sent[name]]) for name in names),
+            return_exceptions=True,
+        )
         failures: list[tuple[str, DeadLetterStoreError]] = []
         for name, result in zip(names, results, strict=True):
             if result is None:
-                written.append(name)
+                self._finish(name)
             elif isinstance(result, DeadLetterStoreError):
-                if name in self.optional:
+                if name in writer.optional:
                     log.warning("optional dead-letter store %s failed: %s", name, result)
-                    failed_optional.append(name)
-                else:
-                    failures.append((name, result))
+                    self._failed_optional.append(name)
+                    self.pending.pop(name)
+                    continue
+                if result.unacknowledged is not None:
+                    self.pending[name] = [sent[name][i] for i in result.unacknowledged]
+                failures.append((name, result))
             else:
                 raise result  # a bug, not an unavailable store: let it surface as itself
+        for name in [n for n, positions in self.pending.items() if not positions]:
+            self._finish(name)
         if failures:
             raise DeadLetterStoreError(
                 "; ".join(str(error) for _name, error in failures),
                 stores=tuple(name for name, _error in failures),
             ) from failures[0][1]
-        return WriteResult(tuple(written), tuple(failed_optional))
+        return self._result()
+
+    def _finish(self, name: str) -> None:
+        self.pending.pop(name, None)
+        if name not in self._written:
+            self._written.append(name)
+
+    def _result(self) -> WriteResult:
+        return WriteResult(tuple(self._written), tuple(self._failed_optional))
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,4 +166,4 @@ class WriteResult:
     failed_optional: tuple[str, ...]
 
 
-__all__ = ["DeadLetterWriter", "WriteResult"]
+__all__ = ["DeadLetterDelivery", "DeadLetterWriter", "WriteResult"]

@@ -121,6 +121,17 @@ class Metrics:
             ["store"],
             registry=r,
         )
+        self.dlq_held_letters = Gauge(
+            "stream_indexer_dlq_held_letters",
+            "Dead letters a required DLQ store has not taken yet; their partitions hold.",
+            registry=r,
+        )
+        self.dlq_degraded = Counter(
+            "stream_indexer_dlq_degraded_letters",
+            "Degradation steps of dead letters a store refused as they were, by store.",
+            ["store"],
+            registry=r,
+        )
         self.dlq_entries = Gauge(
             "stream_indexer_dlq_entries",
             "Rows in the Postgres DLQ table (sampled periodically).",

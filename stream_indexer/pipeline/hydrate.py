@@ -2,7 +2,9 @@
 
 One query per batch (`WHERE id = ANY($1)`), never one per event. A listing that the source
 no longer has is written as a delete at the event's version: the row is gone, so the
-document must go too. A row that breaks the listing contract is a poison record.
+document must go too. A row that breaks the listing contract is a poison record. A query
+the server rejects for the data it read (SQLSTATE 22xxx/54xxx, e.g. an id out of bigint
+range) raises `SourceRowRejectedError`: the caller splits the batch to find the row.
 """
 
 from __future__ import annotations
@@ -12,10 +14,17 @@ from collections.abc import Sequence
 import asyncpg
 from pydantic import ValidationError
 
-from stream_indexer.errors import SchemaInvalidError, SourceUnavailableError
+from stream_indexer.errors import (
+    SchemaInvalidError,
+    SourceRowRejectedError,
+    SourceUnavailableError,
+)
 from stream_indexer.lifecycle import Lifecycle
 from stream_indexer.models import Listing
 from stream_indexer.settings import SourceSettings
+
+# SQLSTATE classes for "the data read", not "the server": 22 data exception, 54 limits.
+_ROW_SQLSTATE_CLASSES = frozenset({"22", "54"})
 
 #: what `load()` returns per requested id: the listing, None (missing) or the poison error
 Hydrated = Listing | SchemaInvalidError | None
@@ -56,7 +65,14 @@ class SourceLoader(Lifecycle):
             raise RuntimeError("SourceLoader.load() before start() or after stop()")
         try:
             rows = await self._pool.fetch(self._query, list(listing_ids))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except asyncpg.PostgresError as exc:
+            if str(getattr(exc, "sqlstate", ""))[:2] in _ROW_SQLSTATE_CLASSES:
+                raise SourceRowRejectedError(
+                    f"source query failed on the data of listing(s) "
+                    f"{_ids(listing_ids)}: {type(exc).__name__}: {exc}"
+                ) from exc
+            raise SourceUnavailableError(f"source query failed: {exc}") from exc
+        except (OSError, asyncpg.InterfaceError) as exc:
             raise SourceUnavailableError(f"source query failed: {exc}") from exc
         found: dict[int, Hydrated] = dict.fromkeys(listing_ids)
         for listing_id, row_json in rows:
@@ -68,6 +84,11 @@ class SourceLoader(Lifecycle):
                     f"{exc.errors(include_url=False)[:3]}"
                 )
         return found
+
+
+def _ids(listing_ids: Sequence[int]) -> str:
+    shown = ", ".join(str(i) for i in listing_ids[:5])
+    return shown + (f" (+{len(listing_ids) - 5} more)" if len(listing_ids) > 5 else "")
 
 
 def _quote(identifier: str) -> str:

@@ -17,9 +17,11 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-from stream_indexer.backoff import Backoff
+from stream_indexer.backoff import Backoff, RetryPolicy, retry
+from stream_indexer.dlq.held import HeldLetters
 from stream_indexer.dlq.letters import dead_letter_for
 from stream_indexer.dlq.record import DeadLetter
 from stream_indexer.dlq.redaction import Redactor
@@ -27,6 +29,7 @@ from stream_indexer.dlq.writer import DeadLetterWriter
 from stream_indexer.errors import (
     DeadLetterStoreError,
     PoisonRecordError,
+    SourceRowRejectedError,
     SourceUnavailableError,
 )
 from stream_indexer.models import ListingEvent
@@ -36,7 +39,7 @@ from stream_indexer.opensearch.writer import BulkWriter
 from stream_indexer.pipeline.coalesce import coalesce
 from stream_indexer.pipeline.decode import decode_event
 from stream_indexer.pipeline.documents import is_tombstone, pending_writes
-from stream_indexer.pipeline.hydrate import SourceLoader
+from stream_indexer.pipeline.hydrate import Hydrated, SourceLoader
 from stream_indexer.pipeline.offsets import OffsetTracker
 from stream_indexer.settings import Settings
 
@@ -55,6 +58,8 @@ class WorkerContext:
     group_id: str
     backoff: Backoff = field(default_factory=Backoff)
     redactor: Redactor | None = None
+    #: partitions holding letters a DLQ store has not taken (readiness, held-letters gauge)
+    held: HeldLetters = field(default_factory=HeldLetters)
 
 
 @dataclass(slots=True, eq=False)
@@ -90,6 +95,8 @@ class PartitionWorker:
         self._buffer_max_records = batch.buffer_max_records
         self._buffer_max_bytes = batch.buffer_max_bytes
         self._max_value_bytes = ctx.settings.dlq.max_value_bytes
+        #: a store or source that is down is waited for: the partition holds, never skips
+        self._forever = RetryPolicy.forever(ctx.backoff)
         self._buffer: deque[tuple[Any, int, float]] = deque()
         self._buffered_bytes = 0
         self._wakeup = asyncio.Event()
@@ -290,25 +297,43 @@ class PartitionWorker:
             outcome.letters.append(self._letter(item.record, error, attempts=1))
         return writes
 
-    async def _hydrate(self, thin: list[_Decoded]) -> dict[int, Any]:
+    async def _hydrate(self, thin: list[_Decoded]) -> dict[int, Hydrated]:
+        """Load thin events' listings; retry while the source is down.
+
+        A query the source rejects for its data (not its availability) is split into one
+        query per listing, so only the listing whose row makes it fail becomes poison.
+        """
         if not thin:
             return {}
         loader = self._ctx.loader
         if loader is None:
             return {}
-        attempt = 0
-        while True:
+        found: dict[int, Hydrated] = {}
+        groups = [[d.listing_id for d in thin]]
+        while groups:
+            group = groups.pop()
             try:
-                return await loader.load([d.listing_id for d in thin])
-            except SourceUnavailableError as exc:
-                attempt += 1
-                self._ctx.metrics.retry.labels(exc.error_class).inc(len(thin))
-                log.warning(
-                    "source database unavailable, retrying: %s",
-                    exc,
-                    extra={"topic": self.topic, "partition": self.partition},
+                found.update(
+                    await retry(
+                        partial(loader.load, group),
+                        self._forever,
+                        on_retry=partial(self._source_down, len(group)),
+                    )
                 )
-                await asyncio.sleep(self._ctx.backoff.delay(attempt))
+            except SourceRowRejectedError as exc:
+                if len(group) == 1:
+                    found[group[0]] = exc
+                else:
+                    groups.extend([listing_id] for listing_id in group)
+        return found
+
+    def _source_down(self, items: int, _attempt: int, exc: BaseException, _delay: float) -> None:
+        self._ctx.metrics.retry.labels(SourceUnavailableError.error_class).inc(items)
+        log.warning(
+            "source database unavailable, retrying: %s",
+            exc,
+            extra={"topic": self.topic, "partition": self.partition},
+        )
 
     async def _write(self, writes: list[PendingWrite], outcome: _BatchOutcome) -> None:
         """Send `writes` until every item is written, stale or poison (see BulkWriter)."""
@@ -359,37 +384,38 @@ class PartitionWorker:
         return letter
 
     async def _dead_letter(self, letters: list[DeadLetter]) -> None:
-        """Write to both DLQ stores; hold (retry forever) until both have them."""
+        """Write to both DLQ stores; hold (retry forever) until both have them.
+
+        Only a store being unavailable holds: a letter a store refuses for what it is gets
+        degraded by that store (dlq/degrade.py). Each retry sends a store only the letters
+        it has not acknowledged, so the DLQ topic gets each letter once.
+        """
         ctx = self._ctx
-        attempt = 0
-        written: list[str] = []
-        pending_stores: tuple[str, ...] | None = None
-        while True:
-            try:
-                result = await ctx.dead_letters.write(letters, only=pending_stores)
-            except DeadLetterStoreError as exc:
-                attempt += 1
-                failed = exc.stores or ctx.dead_letters.stores
-                attempted = pending_stores or ctx.dead_letters.stores
-                written.extend(
-                    s for s in attempted if s not in failed and s not in ctx.dead_letters.optional
-                )
-                pending_stores = failed
-                for store in failed:
-                    ctx.metrics.dlq_write_failures.labels(store).inc()
-                log.warning(
-                    "dead-letter write failed (attempt %d), holding the offset: %s",
-                    attempt,
-                    exc,
-                    extra={"topic": self.topic, "partition": self.partition},
-                )
-                await asyncio.sleep(ctx.backoff.delay(attempt))
-                continue
-            written.extend(result.written)
-            for store in result.failed_optional:
+        delivery = ctx.dead_letters.deliver(letters)
+        held_key = (self.topic, self.partition)
+
+        def store_down(attempt: int, exc: BaseException, _delay: float) -> None:
+            assert isinstance(exc, DeadLetterStoreError)
+            for store in exc.stores:
                 ctx.metrics.dlq_write_failures.labels(store).inc()
-            for letter in letters:
-                ctx.metrics.failure.labels(letter.error_class).inc()
-                for store in written:
-                    ctx.metrics.dlq_writes.labels(store, letter.error_class).inc()
-            return
+            cause: BaseException = exc
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            ctx.held.hold(held_key, delivery.held, exc.stores, type(cause).__name__)
+            log.warning(
+                "dead-letter write failed (attempt %d), holding the offset: %s",
+                attempt,
+                exc,
+                extra={"topic": self.topic, "partition": self.partition},
+            )
+
+        try:
+            result = await retry(delivery.attempt, self._forever, on_retry=store_down)
+        finally:
+            ctx.held.release(held_key)
+        for store in result.failed_optional:
+            ctx.metrics.dlq_write_failures.labels(store).inc()
+        for letter in letters:
+            ctx.metrics.failure.labels(letter.error_class).inc()
+            for store in result.written:
+                ctx.metrics.dlq_writes.labels(store, letter.error_class).inc()

@@ -15,6 +15,11 @@ causes land after them and are left for the next run. The end is the highwater o
 first fetch response per partition (some brokers' `end_offsets()` is wrong), with
 an idle timeout as a backstop. Records not matching the filters are passed over and
 committed too: the group will not offer them again.
+
+A degraded DLQ record (its value left out, `x-dlq-value-truncated`) is replayed with the
+key, value and headers its table row kept (`restore.TableOriginals`), checked against
+`x-dlq-value-sha256`; when the table no longer has them the record is skipped and counted
+(`value_unavailable`), never replayed with its placeholder value.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from stream_indexer.dlq.degrade import is_degraded
 from stream_indexer.dlq.headers import (
     ERROR_CLASS,
     FAILED_AT,
@@ -37,8 +43,9 @@ from stream_indexer.dlq.headers import (
     strip_dlq_headers,
 )
 from stream_indexer.dlq.recover import recover_listing_id
+from stream_indexer.dlq.restore import TableOriginals
 from stream_indexer.errors import ReplayError
-from stream_indexer.kafka_clients import consumer_kwargs, create_producer
+from stream_indexer.kafka_clients import consumer_kwargs, create_producer, producer_kwargs
 from stream_indexer.settings import Settings
 
 REPLAY_COUNT = "x-replay-count"
@@ -148,6 +155,8 @@ class ReplayReport:
     filtered_out: int = 0
     #: no `x-dlq-original-topic` header and no `--to-topic`
     no_target: int = 0
+    #: degraded records whose original bytes the table no longer has
+    value_unavailable: int = 0
     by_topic: Counter[str] = field(default_factory=Counter)
     #: dry run: one line per record that would be replayed
     planned: list[str] = field(default_factory=list)
@@ -163,6 +172,7 @@ class ReplayReport:
             "skipped_replay_limit": self.skipped_limit,
             "filtered_out": self.filtered_out,
             "no_target_topic": self.no_target,
+            "value_unavailable": self.value_unavailable,
             "by_topic": dict(self.by_topic),
         }
 
@@ -197,6 +207,7 @@ class DlqReplayer:
         self._settings = settings
         self._on_start = on_start
         self._on_progress = on_progress
+        self._originals: TableOriginals | None = None
 
     async def run(self, options: ReplayOptions) -> ReplayReport:
         settings = self._settings
@@ -211,17 +222,27 @@ class DlqReplayer:
             }
         )
         producer: AIOKafkaProducer | None = None
+        self._originals = TableOriginals(settings)
         try:
             await consumer.start()
             tps = await self._assign(consumer, options.to_topic)
             if not options.dry_run:
-                producer = create_producer(settings, "events")
+                # a degraded letter's value may be as large as the table keeps
+                request_size = producer_kwargs(settings, purpose="events")["max_request_size"]
+                producer = create_producer(
+                    settings,
+                    "events",
+                    max_request_size=max(
+                        request_size, settings.dlq.table_max_value_bytes + 64 * 1024
+                    ),
+                )
                 await producer.start()
             await self._replay(consumer, producer, tps, options, report)
         finally:
             if producer is not None:
                 await producer.stop()
             await consumer.stop()
+            await self._originals.close()
         return report
 
     async def _assign(
@@ -350,6 +371,17 @@ class DlqReplayer:
         if not target:
             report.no_target += 1
             return None
+        key, value, source_headers = record.key, record.value, headers
+        if producer is not None and is_degraded(headers):
+            found = None if self._originals is None else await self._originals.original(headers)
+            if found is None:
+                report.value_unavailable += 1
+                return None
+            key, value, source_headers = found.key, found.value, found.headers
+            count = max(count, replay_count(found.headers))
+            if count >= options.max_replays:
+                report.skipped_limit += 1
+                return None
         partition = None
         if target == original and producer is not None:
             partition = await _original_partition(producer, target, headers)
@@ -363,14 +395,13 @@ class DlqReplayer:
             )
             return None
         await pacer.wait()
-        value = record.value
-        if value is None and record.key is None:
+        if value is None and key is None:
             value = b""  # Kafka allows neither; aiokafka refuses to send one
         future: asyncio.Future[Any] = await producer.send(
             target,
             value=value,
-            key=record.key,
-            headers=replay_headers(headers, count + 1),
+            key=key,
+            headers=replay_headers(source_headers, count + 1),
             partition=partition,
         )
         return future

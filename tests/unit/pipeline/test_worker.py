@@ -7,17 +7,19 @@ from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 
+from stream_indexer.backoff import Backoff
 from stream_indexer.observability.metrics import Metrics
 from stream_indexer.pipeline.worker import PartitionWorker
 from stream_indexer.settings import load_settings
 
 
 class _Context:
-    """Only what `stop()` touches: the settings and the queue-size gauge."""
+    """Only what `stop()` touches: the settings, the backoff and the queue-size gauge."""
 
     def __init__(self) -> None:
         self.settings = load_settings()
         self.metrics = Metrics(CollectorRegistry())
+        self.backoff = Backoff()
 
 
 async def test_stop_after_an_abandoning_stop_returns_quietly() -> None:
