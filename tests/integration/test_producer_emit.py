@@ -167,13 +167,14 @@ async def test_unreachable_broker_moves_events_to_the_outbox(private_broker, pg_
     broker, bootstrap = private_broker
     await migrate_up(pg_dsn)
     settings = settings_for(
-        bootstrap, "events", max_pending=2, emit_timeout_ms=50, delivery_timeout_ms=500
+        bootstrap, "events", max_pending=3, emit_timeout_ms=50, delivery_timeout_ms=500
     )
     pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)
     try:
         async with ListingEventProducer(settings, outbox=PoolOutbox(pool)) as producer:
             await (await producer.emit_index(listing(1), 1))
             await asyncio.to_thread(broker.stop)
+            # 2-4 fill the queue and time out; 5-6 find it full and go to the outbox at once
             deliveries = [await producer.emit_index(listing(i), 1) for i in range(2, 7)]
             await producer.flush()
             results = [await d for d in deliveries]
