@@ -128,6 +128,10 @@ async def _produce(settings: Settings, stream: IO[bytes]) -> int:
                 print(f"line {number}: {exc}", file=sys.stderr)
             if number % 256 == 0:
                 await asyncio.sleep(0)
+                if producer.pending >= settings.producer.max_pending // 2:
+                    # a file can outrun Kafka: wait for room rather than refuse lines
+                    with contextlib.suppress(ProducerDeliveryError):  # reported per line below
+                        await producer.flush()
         with contextlib.suppress(ProducerDeliveryError):  # reported per line below
             await producer.flush()
     sent = 0
