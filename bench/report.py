@@ -181,8 +181,10 @@ def render(report: dict[str, Any]) -> str:
                 for p in profile[key][:15]
             ]
     if "emit_latency" in r:
-        lines += ["", "producer emit latency (bench/emit_latency.py):"]
-        lines += [f"  {line}" for line in _flatten(r["emit_latency"])]
+        emit = dict(r["emit_latency"])
+        lines += ["", "producer emit latency (bench/emit_latency.py), targets:"]
+        lines += [f"  {line}" for line in emit.pop("targets", [])]
+        lines += [f"  {line}" for line in _flatten(emit)]
     servers = report.get("servers", {})
     m = report["machine"]
     lines += [

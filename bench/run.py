@@ -201,7 +201,7 @@ async def run_all(cfg: Config, endpoints: StackEndpoints, logs: Path) -> dict[st
     if "memory" not in cfg.skip:
         results.update(await memory_bound(cfg, endpoints, rid, logs))
     if "emit" not in cfg.skip:
-        emit = await emit_latency(bootstrap, os_url)
+        emit = await emit_latency(endpoints)
         if emit is not None:
             results["emit_latency"] = emit
     figures = report.ratios(results)
@@ -253,14 +253,16 @@ async def memory_bound(
     return out
 
 
-async def emit_latency(bootstrap: str, opensearch_url: str) -> dict[str, Any] | None:
-    """The producer-side figures, from bench/emit_latency.py when it exists."""
+async def emit_latency(endpoints: StackEndpoints) -> dict[str, Any] | None:
+    """The producer-side figures (an indexer consumes meanwhile), from bench/emit_latency.py."""
     try:
         from bench.emit_latency import measure_emit_latency
     except ImportError:
         return None
-    step("producer emit latency")
-    result: dict[str, Any] = await measure_emit_latency(bootstrap, opensearch_url)
+    step("producer emit latency (with an indexer on the same machine)")
+    result: dict[str, Any] = await measure_emit_latency(
+        endpoints.kafka_bootstrap, endpoints.opensearch_url, endpoints=endpoints
+    )
     return result
 
 

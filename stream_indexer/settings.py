@@ -258,8 +258,12 @@ class ProducerSettings(_Section):
     compression: Literal["gzip", "snappy", "lz4", "zstd"] | None = "lz4"
     linger_ms: int = Field(default=5, ge=0)
     max_batch_bytes: int = Field(default=1 * MIB, ge=1024)
-    max_pending: int = Field(default=100_000, ge=1, description="unacknowledged events held")
-    emit_timeout_ms: int = Field(default=100, ge=0, description="longest emit() may block")
+    max_pending: int = Field(
+        default=100_000, ge=1, description="accepted events not yet acknowledged (queue bound)"
+    )
+    emit_timeout_ms: int = Field(
+        default=100, ge=0, description="longest a full queue makes an off-loop emit wait"
+    )
     delivery_timeout_ms: int = Field(default=30_000, ge=100)
 
 

@@ -4,12 +4,15 @@
 creates, updates, out-of-order (stale) versions, deletes, thin events, poison records and a
 hot-key skew; the listings and poison records come from `synthetic`, as the demo's do.
 `run_load` emits them through a `ListingEventProducer` at a target rate (or as fast as
-possible) and measures how long each `emit` call kept the caller waiting.
+possible) and measures, separately, how long each `emit_*_nowait` call kept the caller and
+how long each event took from that call to Kafka's acknowledgement.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import math
 import random
 import time
@@ -19,7 +22,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from stream_indexer.devtools.synthetic import POISON_KINDS, listing_data, poison_value
-from stream_indexer.producer.client import ListingEventProducer, ProducerBackpressureError
+from stream_indexer.producer.client import (
+    DeliveryResult,
+    ListingEventProducer,
+    ProducerBackpressureError,
+    ProducerDeliveryError,
+)
 
 OpKind = Literal["create", "update", "stale", "delete", "thin", "poison"]
 KINDS: tuple[OpKind, ...] = ("create", "update", "stale", "delete", "thin", "poison")
@@ -143,13 +151,19 @@ class EventGenerator:
 
 @dataclass
 class LoadReport:
-    """What `run_load` did: counts, achieved rate, and emit-call latencies in seconds."""
+    """What `run_load` did: counts, requested and achieved rate, and two latencies in seconds.
+
+    `latencies_s` is how long each emit call kept the caller (validate, serialize, enqueue);
+    `ack_latencies_s` runs from the start of that call until Kafka acknowledged the event.
+    """
 
     emitted: int = 0
     rejected: int = 0
     delivery_failures: int = 0
     elapsed_s: float = 0.0
+    requested_rate: float | None = None
     latencies_s: list[float] = field(default_factory=list)
+    ack_latencies_s: list[float] = field(default_factory=list)
     by_kind: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -159,28 +173,49 @@ class LoadReport:
     def percentile(self, q: float) -> float:
         return percentile(self.latencies_s, q)
 
+    def ack_percentile(self, q: float) -> float:
+        return percentile(self.ack_latencies_s, q)
+
     def summary(self) -> dict[str, Any]:
         return {
             "emitted": self.emitted,
             "rejected": self.rejected,
             "delivery_failures": self.delivery_failures,
             "elapsed_s": round(self.elapsed_s, 3),
+            "requested_rate_per_s": self.requested_rate,
             "rate_per_s": round(self.rate, 1),
-            "emit_latency_ms": {
-                name: round(self.percentile(q) * 1000, 4)
-                for name, q in (("p50", 50), ("p90", 90), ("p99", 99), ("p999", 99.9), ("max", 100))
-            },
+            "emit_latency_ms": _percentiles_ms(self.latencies_s),
+            "ack_latency_ms": _percentiles_ms(self.ack_latencies_s),
             "by_kind": dict(sorted(self.by_kind.items())),
         }
 
 
-def percentile(values: list[float], q: float) -> float:
+def _percentiles_ms(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        name: round(percentile(ordered, q, presorted=True) * 1000, 4)
+        for name, q in (("p50", 50), ("p90", 90), ("p99", 99), ("p999", 99.9), ("max", 100))
+    }
+
+
+def percentile(values: list[float], q: float, *, presorted: bool = False) -> float:
     """Nearest-rank percentile (q in 0..100); 0.0 for no values."""
     if not values:
         return 0.0
-    ordered = sorted(values)
+    ordered = values if presorted else sorted(values)
     rank = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
     return ordered[rank]
+
+
+def _emit(producer: ListingEventProducer, op: Op) -> asyncio.Future[DeliveryResult]:
+    if op.kind == "poison":
+        return producer.send_raw_nowait(str(op.listing_id).encode(), op.raw)
+    if op.kind == "delete":
+        return producer.emit_delete_nowait(op.listing_id, op.version)
+    assert op.listing is not None or op.kind == "thin"
+    return producer.emit_index_nowait(
+        op.listing or {"id": op.listing_id}, op.version, thin=op.kind == "thin"
+    )
 
 
 async def run_load(
@@ -194,10 +229,26 @@ async def run_load(
 ) -> LoadReport:
     """Emit `ops` until `count` events, `duration_s` seconds or the end of `ops`.
 
-    Paced at `rate` events/s (None: flat out). Only the `emit` call itself is timed.
+    Paced at `rate` events/s (None: flat out). The caller-side figure times only the
+    `emit_*_nowait` call; a done-callback on its future takes the acknowledgement time. A
+    refused event (full queue) counts as rejected; the report waits for every accepted one.
     """
-    report = LoadReport()
+    report = LoadReport(requested_rate=rate)
     perf = time.perf_counter
+    acks = report.ack_latencies_s
+    outstanding = 0  # accepted, outcome not known yet (no list of futures: less for the GC)
+    all_known = asyncio.Event()
+
+    def acknowledged(started: float, fut: asyncio.Future[DeliveryResult]) -> None:
+        nonlocal outstanding
+        if fut.cancelled() or fut.exception() is not None:
+            report.delivery_failures += 1
+        else:
+            acks.append(perf() - started)
+        outstanding -= 1
+        if outstanding == 0:
+            all_known.set()
+
     start = perf()
     stop_at = start + duration_s if duration_s is not None else float("inf")
     interval = 1.0 / rate if rate else 0.0
@@ -215,29 +266,24 @@ async def run_load(
             break
         t0 = perf()
         try:
-            if op.kind == "poison":
-                await producer.send_raw(str(op.listing_id).encode(), op.raw)
-            elif op.kind == "delete":
-                await producer.emit_delete(op.listing_id, op.version)
-            else:
-                assert op.listing is not None or op.kind == "thin"
-                await producer.emit_index(
-                    op.listing or {"id": op.listing_id}, op.version, thin=op.kind == "thin"
-                )
+            fut = _emit(producer, op)
         except ProducerBackpressureError:
             report.rejected += 1
         else:
             report.latencies_s.append(perf() - t0)
+            fut.add_done_callback(functools.partial(acknowledged, t0))
+            outstanding += 1
             report.emitted += 1
             report.by_kind[op.kind] = report.by_kind.get(op.kind, 0) + 1
         i += 1
         if progress is not None and i % 500 == 0:
             progress(i, perf() - start)
     report.elapsed_s = perf() - start
-    try:
-        await producer.flush()
-    except Exception:
-        report.delivery_failures = producer.stats["failed"]
+    while outstanding:
+        all_known.clear()
+        await all_known.wait()
+    with contextlib.suppress(ProducerDeliveryError):
+        await producer.flush()  # counted above, per future; flush only resets its own tally
     if progress is not None:
         progress(i, report.elapsed_s)
     return report

@@ -1,8 +1,11 @@
 """Producer side: emit listing events to Kafka from a service, directly or via an outbox.
 
     async with ListingEventProducer(settings) as producer:
-        delivery = await producer.emit_index(listing, version=version_from_datetime(ts))
+        delivery = producer.emit_index_nowait(listing, version=version_from_datetime(ts))
         await delivery            # optional: wait for Kafka's acknowledgement
+
+`emit_*_nowait` validates, serializes and queues the event, then returns: it never waits for
+the event loop or the broker. `SyncListingEventProducer` does the same for blocking code.
 
 `insert_event(conn, event, topic=...)` writes the event in your own database transaction
 instead; `stream-indexer outbox relay` (`OutboxRelay`) publishes those rows.

@@ -121,8 +121,12 @@ def encode_key(listing_id: int) -> bytes:
 
 
 def encode_value(event: ListingEvent) -> bytes:
-    """The record value: compact UTF-8 JSON with known fields only and absent fields left out."""
-    return orjson.dumps(event.model_dump(mode="json", exclude_none=True))
+    """The record value: compact UTF-8 JSON with known fields only and absent fields left out.
+
+    Serialized by pydantic-core straight to JSON: no intermediate dict, which matters on the
+    caller's side of `emit_nowait` (same bytes as `orjson.dumps(model_dump(mode="json"))`).
+    """
+    return event.model_dump_json(exclude_none=True).encode()
 
 
 __all__ = [

@@ -6,10 +6,12 @@ only then set `sent_at`. A crash before the commit re-publishes the batch (the c
 external versioning makes that harmless); nothing is marked that Kafka did not acknowledge.
 
 Order per listing: a row is only taken while no earlier pending row of the same listing
-exists outside this batch ("heads" of each listing's queue, plus their followers). Records of
-one listing go to one partition, which aiokafka writes one batch at a time, so Kafka receives
-each listing's events in outbox order. If one of a listing's rows fails, the rows after it are
-left pending too, so they are published again after it.
+exists outside this batch ("heads" of each listing's queue, plus their followers). Rows are
+published through `ListingEventProducer.send_raw_nowait`, the same queue and sender as every
+other emit: records of one listing go to one partition in queue order, and aiokafka writes a
+partition one batch at a time, so Kafka receives each listing's events in outbox order. If
+one of a listing's rows fails, the rows after it are left pending too, so they are published
+again after it.
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from stream_indexer.backoff import Backoff
-from stream_indexer.kafka_clients import create_producer
+from stream_indexer.producer.client import (
+    DeliveryResult,
+    ListingEventProducer,
+    ProducerBackpressureError,
+)
 from stream_indexer.producer.outbox import checked_table
 from stream_indexer.settings import Settings
 
@@ -118,7 +122,7 @@ class OutboxRelay:
         self.retain_sent_s = retain_sent_s
         self.metrics = OutboxMetrics(registry if registry is not None else CollectorRegistry())
         self._pool: asyncpg.Pool | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: ListingEventProducer | None = None
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_stats = 0.0
@@ -166,7 +170,7 @@ class OutboxRelay:
             max_size=2,
             command_timeout=pg.command_timeout_s,
         )
-        producer = create_producer(self.settings, "outbox-relay")
+        producer = ListingEventProducer(self.settings, client_suffix="outbox-relay")
         try:
             await producer.start()
         except BaseException:
@@ -175,6 +179,11 @@ class OutboxRelay:
             raise
         self._producer = producer
         self._task = asyncio.get_running_loop().create_task(self._run(), name="outbox-relay")
+
+    @property
+    def producer(self) -> ListingEventProducer | None:
+        """The producer rows are published through (None until started)."""
+        return self._producer
 
     def request_stop(self) -> None:
         """Ask the relay to finish its current batch and stop (safe from a signal handler)."""
@@ -274,11 +283,11 @@ class OutboxRelay:
 
     async def _publish(self, rows: Sequence[OutboxRow]) -> list[BaseException | None]:
         assert self._producer is not None
-        futures: list[asyncio.Future[Any] | BaseException] = []
+        futures: list[asyncio.Future[DeliveryResult] | BaseException] = []
         for row in rows:
             try:
-                futures.append(await self._producer.send(row.topic, value=row.value, key=row.key))
-            except Exception as exc:
+                futures.append(self._producer.send_raw_nowait(row.key, row.value, topic=row.topic))
+            except ProducerBackpressureError as exc:
                 futures.append(exc)
         outcomes: list[BaseException | None] = []
         for fut in futures:

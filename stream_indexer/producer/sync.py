@@ -1,8 +1,10 @@
 """Producer side for non-async callers: a blocking facade over `ListingEventProducer`.
 
-The async producer runs on its own event loop in a daemon thread. `emit*` blocks only until
-the event is buffered (bounded by `producer.emit_timeout_ms`, plus an outbox insert when Kafka
-cannot take it) and returns a `concurrent.futures.Future` for the delivery result.
+The async producer runs on its own event loop in a daemon thread. `emit*` validates and
+queues the event on the caller's thread (`ListingEventProducer.emit_threadsafe`) and returns a
+`concurrent.futures.Future` for the delivery result: it never waits for the producer's loop,
+however busy. Only a full queue makes it wait, at most `producer.emit_timeout_ms` by the
+monotonic clock, before the event goes to the outbox or `ProducerBackpressureError` is raised.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import asyncpg
 from stream_indexer.errors import ProducerClosedError
 from stream_indexer.models import Listing, ListingEvent
 from stream_indexer.producer.client import DeliveryResult, ListingEventProducer
+from stream_indexer.producer.events import delete_event, index_event
 from stream_indexer.producer.outbox import PoolOutbox
 from stream_indexer.settings import Settings
 
@@ -98,8 +101,8 @@ class SyncListingEventProducer:
         return self._producer
 
     def emit(self, event: ListingEvent | Mapping[str, Any]) -> Delivery:
-        """Validate and enqueue `event`; `.result()` on the return value waits for delivery."""
-        return self._call(self._bridge(self._running().emit(event)))
+        """Validate and enqueue `event` on this thread; `.result()` waits for delivery."""
+        return self._running().emit_threadsafe(event)
 
     def emit_index(
         self,
@@ -110,11 +113,10 @@ class SyncListingEventProducer:
         event_id: uuid.UUID | None = None,
         thin: bool = False,
     ) -> Delivery:
-        """Blocking `ListingEventProducer.emit_index`."""
-        coro = self._running().emit_index(
-            listing, version, occurred_at=occurred_at, event_id=event_id, thin=thin
-        )
-        return self._call(self._bridge(coro))
+        """`emit` of an `index` event (see `ListingEventProducer.emit_index_nowait`)."""
+        producer = self._running()
+        ev = index_event(listing, version, occurred_at=occurred_at, event_id=event_id, thin=thin)
+        return producer.emit_threadsafe(ev)
 
     def emit_delete(
         self,
@@ -124,33 +126,14 @@ class SyncListingEventProducer:
         occurred_at: datetime | None = None,
         event_id: uuid.UUID | None = None,
     ) -> Delivery:
-        """Blocking `ListingEventProducer.emit_delete`."""
-        coro = self._running().emit_delete(
-            listing_id, version, occurred_at=occurred_at, event_id=event_id
-        )
-        return self._call(self._bridge(coro))
+        """`emit` of a `delete` event (see `ListingEventProducer.emit_delete_nowait`)."""
+        producer = self._running()
+        ev = delete_event(listing_id, version, occurred_at=occurred_at, event_id=event_id)
+        return producer.emit_threadsafe(ev)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait for every delivery result; raises `ProducerDeliveryError` if any failed."""
         self._call(self._running().flush(timeout))
-
-    @staticmethod
-    async def _bridge(
-        emitting: Coroutine[Any, Any, asyncio.Future[DeliveryResult]],
-    ) -> Delivery:
-        result = await emitting
-        delivery: Delivery = concurrent.futures.Future()
-
-        def copy(done: asyncio.Future[DeliveryResult]) -> None:
-            if done.cancelled():
-                delivery.cancel()
-            elif done.exception() is not None:
-                delivery.set_exception(done.exception())
-            else:
-                delivery.set_result(done.result())
-
-        result.add_done_callback(copy)
-        return delivery
 
 
 __all__ = ["SyncListingEventProducer"]

@@ -208,6 +208,9 @@ async def test_two_relays_never_publish_the_same_row(
     relays = [OutboxRelay(settings, registry=r) for r in registries]
     async with relays[0], relays[1]:
         await wait_until_sent(outbox_dsn, len(expected))
+        # published through the producer's queue, like every other emit
+        via_queue = sum(r.producer.stats["kafka"] for r in relays if r.producer is not None)
+    assert via_queue == len(expected)
 
     received = await read_events(kafka_bootstrap, topic, len(expected))
     assert len(received) == len(expected)  # no row was published twice

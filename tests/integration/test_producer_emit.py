@@ -1,9 +1,11 @@
 """The producer library against a real broker: events arrive keyed, valid and in order,
-bad input sends nothing, and an unreachable broker never makes emit block or drop."""
+delivery futures say where, bad input sends nothing, and an unreachable broker or a busy event
+loop never makes emit block, nor an accepted event vanish."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -167,13 +169,14 @@ async def test_unreachable_broker_moves_events_to_the_outbox(private_broker, pg_
     broker, bootstrap = private_broker
     await migrate_up(pg_dsn)
     settings = settings_for(
-        bootstrap, "events", max_pending=2, emit_timeout_ms=50, delivery_timeout_ms=500
+        bootstrap, "events", max_pending=3, emit_timeout_ms=50, delivery_timeout_ms=500
     )
     pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)
     try:
         async with ListingEventProducer(settings, outbox=PoolOutbox(pool)) as producer:
             await (await producer.emit_index(listing(1), 1))
             await asyncio.to_thread(broker.stop)
+            # 2-4 fill the queue and time out; 5-6 find it full and go to the outbox at once
             deliveries = [await producer.emit_index(listing(i), 1) for i in range(2, 7)]
             await producer.flush()
             results = [await d for d in deliveries]
@@ -189,3 +192,79 @@ async def test_unreachable_broker_moves_events_to_the_outbox(private_broker, pg_
         event = ListingEvent.model_validate_json(row["value"])
         assert row["key"] == str(event.listing_id).encode()
         assert row["topic"] == "events" and row["sent_at"] is None
+
+
+async def test_delivery_futures_carry_partition_and_offset_in_emit_order_per_key(
+    kafka_bootstrap: str, topic_factory
+) -> None:
+    topic = await topic_factory(partitions=3)
+    async with ListingEventProducer(settings_for(kafka_bootstrap, topic)) as producer:
+        deliveries = [
+            producer.emit_index_nowait(listing(listing_id), version)
+            for version in range(1, 21)
+            for listing_id in range(1, 6)
+        ]
+        results = await asyncio.gather(*deliveries)
+    placed: dict[int, list[tuple[int | None, int | None]]] = {}
+    for result in results:  # in emit order
+        assert result.via == "kafka" and result.topic == topic
+        placed.setdefault(result.listing_id or 0, []).append((result.partition, result.offset))
+    assert sorted(placed) == [1, 2, 3, 4, 5]
+    for spots in placed.values():
+        assert len({partition for partition, _ in spots}) == 1  # one key, one partition
+        offsets = [offset or 0 for _, offset in spots]
+        assert offsets == sorted(set(offsets))  # strictly increasing: Kafka kept emit order
+    records = await read_topic(kafka_bootstrap, topic, 100)
+    assert len(records) == 100
+
+
+async def test_broker_down_fails_every_accepted_future_and_refuses_the_rest_at_once(
+    private_broker,
+) -> None:
+    broker, bootstrap = private_broker
+    settings = settings_for(bootstrap, "events", max_pending=4, delivery_timeout_ms=500)
+    producer = ListingEventProducer(settings)
+    await producer.start()
+    try:
+        first = await producer.emit_index_nowait(listing(1), 1)
+        assert first.via == "kafka" and first.offset is not None
+        await asyncio.to_thread(broker.stop)
+        accepted = [producer.emit_index_nowait(listing(i), 1) for i in range(2, 6)]
+        with pytest.raises(ProducerBackpressureError, match="queue is full"):
+            producer.emit_index_nowait(listing(6), 1)  # synchronous: no loop turn, no wait
+        outcomes = await asyncio.gather(*accepted, return_exceptions=True)
+        assert all(isinstance(o, ProducerDeliveryError) for o in outcomes), outcomes
+        assert producer.pending == 0
+        assert producer.stats == {"kafka": 1, "outbox": 0, "failed": 4, "backpressure": 1}
+        with pytest.raises(ProducerDeliveryError, match="4 event"):
+            await producer.flush()
+    finally:
+        await producer.stop(timeout_s=5)
+
+
+async def test_sync_facade_emits_while_its_event_loop_is_busy(
+    kafka_bootstrap: str, topic_factory
+) -> None:
+    topic = await topic_factory(partitions=1)
+    settings = settings_for(kafka_bootstrap, topic)
+
+    def use_from_a_thread() -> tuple[bool, bool, int | None]:
+        with SyncListingEventProducer(settings) as producer:
+            hogging, release, hog_over = threading.Event(), threading.Event(), threading.Event()
+
+            def hog() -> None:  # holds the producer's loop until the test lets go
+                hogging.set()
+                release.wait(30)
+                hog_over.set()
+
+            producer._loop.call_soon_threadsafe(hog)
+            assert hogging.wait(30)
+            delivery = producer.emit_index(listing(1), 1)  # must not need the loop
+            returned_while_busy = not hog_over.is_set()
+            done_while_busy = delivery.done()
+            release.set()
+            return returned_while_busy, done_while_busy, delivery.result(timeout=30).offset
+
+    returned_while_busy, done_while_busy, offset = await asyncio.to_thread(use_from_a_thread)
+    assert returned_while_busy and not done_while_busy
+    assert offset == 0

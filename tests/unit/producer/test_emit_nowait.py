@@ -1,0 +1,218 @@
+"""`emit_nowait` against a stand-in for aiokafka: it returns without the event loop, a full
+queue is an immediate answer, and every accepted event's future settles (ack, outbox, or a
+delivery error), also when the producer stops first."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from stream_indexer.models import ListingEvent
+from stream_indexer.producer import (
+    ListingEventProducer,
+    ProducerBackpressureError,
+    ProducerDeliveryError,
+    index_event,
+)
+from stream_indexer.settings import Settings, load_settings
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def listing(listing_id: int) -> dict[str, object]:
+    return {
+        "id": listing_id,
+        "title": "Oak desk",
+        "price": 10,
+        "status": "active",
+        "updated_at": NOW,
+    }
+
+
+def producer_event(listing_id: int) -> ListingEvent:
+    return index_event(listing(listing_id), 1)
+
+
+def settings(**producer: object) -> Settings:
+    overrides: dict[str, object] = {"producer.enable_idempotence": False}
+    overrides.update({f"producer.{k}": v for k, v in producer.items()})
+    return load_settings(overrides)
+
+
+class FakeKafka:
+    """aiokafka's producer surface: acks at once (`ack=True`), fails, or holds every record."""
+
+    def __init__(self, ack: bool | Exception = True) -> None:
+        self.ack = ack
+        self.sent: list[tuple[str, bytes | None, bytes]] = []
+        self.held: list[asyncio.Future[Any]] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: Any = None
+    ) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.sent.append((topic, key, value))
+        if self.ack is True:
+            fut.set_result(SimpleNamespace(partition=int(key or b"0") % 3, offset=len(self.sent)))
+        elif isinstance(self.ack, Exception):
+            fut.set_exception(self.ack)
+        else:
+            self.held.append(fut)
+        return fut
+
+
+class FakeOutbox:
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+
+    async def write(
+        self,
+        *,
+        topic: str,
+        listing_id: int,
+        version: int,
+        event_id: uuid.UUID,
+        key: bytes,
+        value: bytes,
+    ) -> int:
+        self.rows.append(listing_id)
+        return len(self.rows)
+
+
+class Producer(ListingEventProducer):
+    def __init__(self, kafka: FakeKafka, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
+        self.kafka = kafka
+
+    def _new_kafka_producer(self) -> Any:
+        return self.kafka
+
+
+def test_emit_nowait_returns_without_the_loop_running() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        kafka = FakeKafka()
+        producer = Producer(kafka, settings())
+        loop.run_until_complete(producer.start())
+        # the loop is stopped now: the call must not need it to return
+        delivery = producer.emit_index_nowait(listing(7), 1)
+        assert not delivery.done() and kafka.sent == [] and producer.pending == 1
+        result = loop.run_until_complete(delivery)  # the sender runs once the loop does
+        assert (result.via, result.listing_id, result.partition, result.offset) == (
+            "kafka",
+            7,
+            1,
+            1,
+        )
+        assert kafka.sent[0][1] == b"7"
+        loop.run_until_complete(producer.stop())
+    finally:
+        loop.close()
+
+
+async def test_the_async_emit_never_yields_to_the_loop() -> None:
+    async with Producer(FakeKafka(), settings()) as producer:
+        step = producer.emit_index(listing(1), 1).__await__()
+        with pytest.raises(StopIteration) as finished:
+            step.send(None)  # one step, no suspension: the coroutine returned at once
+        assert await finished.value.value is not None
+
+
+async def test_a_full_queue_raises_at_once_and_counts_it() -> None:
+    async with Producer(FakeKafka(ack=False), settings(max_pending=2)) as producer:
+        accepted = [producer.emit_index_nowait(listing(i), 1) for i in (1, 2)]
+        with pytest.raises(ProducerBackpressureError, match="queue is full"):
+            producer.emit_index_nowait(listing(3), 1)
+        assert producer.stats["backpressure"] == 1 and producer.pending == 2
+        await producer.stop(timeout_s=0.01)
+    for delivery in accepted:  # stopped before an ack: they fail, they are not forgotten
+        assert delivery.done()
+        with pytest.raises(ProducerDeliveryError, match="stopped before Kafka acknowledged"):
+            await delivery
+
+
+def test_another_thread_waits_for_room_by_the_monotonic_clock() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        producer = Producer(FakeKafka(ack=False), settings(max_pending=1, emit_timeout_ms=100))
+        loop.run_until_complete(producer.start())
+        producer.emit_index_nowait(listing(1), 1)
+
+        def from_a_thread() -> float:
+            started = time.monotonic()
+            with pytest.raises(ProducerBackpressureError):
+                producer.emit_threadsafe(producer_event(2))
+            return time.monotonic() - started
+
+        # the loop is not running at all: only a clock read inside the call can end the wait
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            waited = pool.submit(from_a_thread).result(timeout=30)
+        assert 0.1 <= waited < 5
+        loop.run_until_complete(producer.stop(timeout_s=0.01))
+    finally:
+        loop.close()
+
+
+async def test_emit_nowait_belongs_to_the_loop_thread() -> None:
+    async with Producer(FakeKafka(), settings()) as producer:
+        errors: list[BaseException] = []
+
+        def elsewhere() -> None:
+            try:
+                producer.emit_index_nowait(listing(1), 1)
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join()
+        assert len(errors) == 1 and "emit_threadsafe" in str(errors[0])
+        delivery = await asyncio.to_thread(producer.emit_threadsafe, producer_event(2))
+        assert (await asyncio.wrap_future(delivery)).listing_id == 2
+
+
+async def test_a_refused_record_fails_its_future_and_flush() -> None:
+    async with Producer(FakeKafka(ack=RuntimeError("broker says no")), settings()) as producer:
+        delivery = producer.emit_index_nowait(listing(1), 1)
+        with pytest.raises(ProducerDeliveryError, match="broker says no"):
+            await delivery
+        with pytest.raises(ProducerDeliveryError, match="1 event"):
+            await producer.flush()
+        assert producer.stats["failed"] == 1
+
+
+async def test_a_full_queue_parks_the_event_in_the_outbox() -> None:
+    outbox = FakeOutbox()
+    kafka = FakeKafka(ack=False)
+    async with Producer(kafka, settings(max_pending=1), outbox=outbox) as producer:
+        producer.emit_index_nowait(listing(1), 1)
+        parked = await producer.emit_index_nowait(listing(2), 1)
+        assert (parked.via, parked.outbox_id) == ("outbox", 1)
+        kafka.held[0].set_result(SimpleNamespace(partition=0, offset=0))
+        await producer.flush()
+    assert outbox.rows == [2]
+
+
+async def test_keys_are_sent_in_emit_order() -> None:
+    kafka = FakeKafka()
+    async with Producer(kafka, settings()) as producer:
+        deliveries = [
+            producer.emit_index_nowait(listing(i % 3 + 1), v)
+            for v, i in enumerate(range(30), start=1)
+        ]
+        await producer.flush()
+    assert [d.result().listing_id for d in deliveries] == [int(k or 0) for _, k, _ in kafka.sent]
