@@ -24,8 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -35,6 +34,7 @@ from stream_indexer.errors import (
     ProducerDeliveryError,
 )
 from stream_indexer.kafka_clients import ProducerPurpose, create_producer
+from stream_indexer.lifecycle import Lifecycle
 from stream_indexer.models import Listing, ListingEvent
 from stream_indexer.producer.delivery import (
     DeliveryResult,
@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 SEND_SLICE = 1000
 
 
-class ListingEventProducer:
+class ListingEventProducer(Lifecycle):
     """Async producer of listing events; use `async with ListingEventProducer(settings):`."""
 
     def __init__(
@@ -85,7 +85,7 @@ class ListingEventProducer:
             self._handoff, outbox=outbox, delivery_error=ProducerDeliveryError
         )
         self._tasks: list[asyncio.Task[None]] = []
-        self._state: Literal["new", "running", "stopped"] = "new"
+        self._stop_timeout_s: float | None = None
         #: outcome counts: "kafka", "outbox", "failed", "backpressure" (refused at emit)
         self.stats = self._settlement.stats
 
@@ -95,10 +95,8 @@ class ListingEventProducer:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def _start(self) -> None:
         """Connect to the cluster (raises the aiokafka error if no broker answers)."""
-        if self._state != "new":
-            return
         producer = self._new_kafka_producer()
         try:
             await producer.start()
@@ -109,7 +107,6 @@ class ListingEventProducer:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._settlement.loop = self._loop
-        self._state = "running"
         self._tasks = [
             self._loop.create_task(self._send_queued(), name="listing-event-producer-sender"),
             self._loop.create_task(
@@ -123,11 +120,14 @@ class ListingEventProducer:
 
         Events still unsettled after that fail their futures: none is left hanging.
         """
-        if self._state != "running":
-            self._state = "stopped"
-            return
-        self._state = "stopped"
+        self._stop_timeout_s = timeout_s
+        await super().stop()
+
+    async def _stop(self) -> None:
+        if self._producer is None:
+            return  # never started
         self._handoff.close()
+        timeout_s = self._stop_timeout_s
         deadline = self._delivery_timeout + self._emit_timeout if timeout_s is None else timeout_s
         try:
             await asyncio.wait_for(self._settlement.wait_settled(), deadline)
@@ -136,7 +136,6 @@ class ListingEventProducer:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        assert self._producer is not None
         try:
             await asyncio.wait_for(self._producer.stop(), max(deadline, 1.0))
         except TimeoutError:
@@ -150,18 +149,6 @@ class ListingEventProducer:
             self._settlement.fail(
                 pending, "the producer stopped before Kafka acknowledged the event"
             )
-
-    async def __aenter__(self) -> ListingEventProducer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def pending(self) -> int:
@@ -299,7 +286,7 @@ class ListingEventProducer:
         headers: Headers | None,
         topic: str | None = None,
     ) -> asyncio.Future[DeliveryResult]:
-        if self._loop is None or self._state != "running":
+        if self._loop is None or not self.running:
             raise ProducerClosedError("the producer is not running (call start() first)")
         if not self._on_loop_thread():
             raise RuntimeError(
@@ -312,7 +299,7 @@ class ListingEventProducer:
     def _submit(self, pending: Pending, deadline: float | None) -> None:
         """Queue `pending` (waiting for room until `deadline` if given) or fail the call."""
         loop = self._loop
-        if loop is None or self._state != "running":
+        if loop is None or not self.running:
             raise ProducerClosedError("the producer is not running (call start() first)")
         pending.deadline = time.monotonic() + self._delivery_timeout
         admission = self._handoff.put(pending, deadline=deadline)

@@ -22,12 +22,13 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
 
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from stream_indexer.backoff import Backoff
+from stream_indexer.backoff import Backoff, RetryPolicy, retry
+from stream_indexer.errors import ProducerDeliveryError, RetryAbortedError
+from stream_indexer.lifecycle import Lifecycle
 from stream_indexer.producer.client import (
     DeliveryResult,
     ListingEventProducer,
@@ -99,12 +100,12 @@ def rows_to_mark(
     return sent, failed
 
 
-def backoff_delay(attempt: int, max_backoff_s: float) -> float:
-    """Exponential backoff with full jitter (attempt 1 -> up to 0.1 s, doubling)."""
-    return Backoff(INITIAL_BACKOFF_S, 2.0, max_backoff_s).delay(attempt)
+def _any_error(_exc: BaseException) -> bool:
+    """The relay must outlive any single bad round: every failure is retried."""
+    return True
 
 
-class OutboxRelay:
+class OutboxRelay(Lifecycle):
     """Publishes outbox rows until stopped; `async with OutboxRelay(settings, registry=r):`."""
 
     def __init__(
@@ -125,6 +126,7 @@ class OutboxRelay:
         self._producer: ListingEventProducer | None = None
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stop_timeout_s: float | None = None
         self._last_stats = 0.0
         self._last_purge = 0.0
         t = self.table
@@ -159,10 +161,8 @@ class OutboxRelay:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def _start(self) -> None:
         """Connect to Postgres and Kafka and start publishing in a background task."""
-        if self._task is not None:
-            return
         pg = self.settings.postgres
         self._pool = await asyncpg.create_pool(
             pg.dsn.get_secret_value(),
@@ -175,7 +175,8 @@ class OutboxRelay:
             await producer.start()
         except BaseException:
             await producer.stop()  # aiokafka leaves a failed start's client open
-            await self._pool.close()
+            pool, self._pool = self._pool, None
+            await pool.close()
             raise
         self._producer = producer
         self._task = asyncio.get_running_loop().create_task(self._run(), name="outbox-relay")
@@ -196,7 +197,12 @@ class OutboxRelay:
 
     async def stop(self, timeout_s: float | None = None) -> None:
         """Finish the batch in flight (bounded), then disconnect. Idempotent."""
+        self._stop_timeout_s = timeout_s
+        await super().stop()
+
+    async def _stop(self) -> None:
         self.request_stop()
+        timeout_s = self._stop_timeout_s
         deadline = timeout_s if timeout_s is not None else self.settings.shutdown_timeout_s
         if self._task is not None and not self._task.done():
             try:
@@ -212,37 +218,33 @@ class OutboxRelay:
             pool, self._pool = self._pool, None
             await pool.close()
 
-    async def __aenter__(self) -> OutboxRelay:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
     # -- the loop --------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        attempt = 0
-        while not self._stopping.is_set():
-            try:
-                published, failed = await self.run_once()
-                await self._housekeeping()
-            except Exception as exc:  # the relay must outlive any single bad round
-                self.metrics.failures.labels("database").inc()
-                log.warning("outbox relay: round failed: %r", exc)
-                published, failed = 0, 1
-            if failed:
-                attempt += 1
-                await self._sleep(backoff_delay(attempt, self.max_backoff))
-                continue
-            attempt = 0
-            if published < self.batch_size:
-                await self._sleep(self.poll_interval)
+        """Rounds until stopped: a failed round (database error, rows Kafka did not take) is
+        retried with backoff by `backoff.retry`; a short round waits the poll interval."""
+        policy = RetryPolicy.until_stopped(
+            Backoff(INITIAL_BACKOFF_S, 2.0, self.max_backoff), self._stopping
+        )
+        with contextlib.suppress(RetryAbortedError):
+            while not self._stopping.is_set():
+                published = await retry(
+                    self._round, policy, retriable=_any_error, on_retry=self._round_failed
+                )
+                if published < self.batch_size:
+                    await self._sleep(self.poll_interval)
+
+    async def _round(self) -> int:
+        published, failed = await self.run_once()
+        await self._housekeeping()
+        if failed:
+            raise ProducerDeliveryError(f"{failed} outbox rows not published this round")
+        return published
+
+    def _round_failed(self, _attempt: int, exc: BaseException, _delay: float) -> None:
+        if not isinstance(exc, ProducerDeliveryError):  # rows not taken are counted per row
+            self.metrics.failures.labels("database").inc()
+            log.warning("outbox relay: round failed: %r", exc)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -315,4 +317,4 @@ class OutboxRelay:
             await self._pool.execute(self._purge_sql, self.retain_sent_s)
 
 
-__all__ = ["OutboxMetrics", "OutboxRelay", "OutboxRow", "backoff_delay", "rows_to_mark"]
+__all__ = ["OutboxMetrics", "OutboxRelay", "OutboxRow", "rows_to_mark"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream_indexer.producer.relay import OutboxRow, backoff_delay, rows_to_mark
+from stream_indexer.producer.relay import OutboxRow, rows_to_mark
 
 
 def row(row_id: int, listing_id: int) -> OutboxRow:
@@ -28,11 +28,3 @@ def test_rows_after_a_listings_failure_stay_pending() -> None:
 def test_outcomes_must_match_rows() -> None:
     with pytest.raises(ValueError):
         rows_to_mark([row(1, 1)], [])
-
-
-@pytest.mark.parametrize("attempt", [1, 2, 5, 30])
-def test_backoff_is_jittered_and_capped(attempt: int) -> None:
-    cap = min(2.0, 0.1 * 2 ** (attempt - 1))
-    delays = [backoff_delay(attempt, 2.0) for _ in range(200)]
-    assert all(0 <= d <= cap for d in delays)
-    assert len(set(delays)) > 1
