@@ -35,7 +35,17 @@ RANKS = {
     "devtools": 6,
     "cli": 7,
 }
-CORE_MODULES = {"settings", "errors", "models", "backoff", "kafka_clients", "masking", "addresses"}
+CORE_MODULES = {
+    "settings",
+    "errors",
+    "models",
+    "backoff",
+    "kafka_clients",
+    "kafka_security",
+    "masking",
+    "addresses",
+    "tls",
+}
 #: The package root re-exports the public API and `__main__` runs the CLI: both sit on top.
 ENTRY_POINTS = {"stream_indexer", "stream_indexer.__main__"}
 
