@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import struct
 import time
 from typing import Any
 
@@ -105,26 +106,37 @@ def sasl_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
 async def check_tls(
     bootstrap_servers: str, context: ssl.SSLContext, timeout_s: float = 10.0
 ) -> None:
-    """Handshake with each bootstrap server; raise the first certificate refusal.
+    """Handshake with each bootstrap server and ask it for its API versions; raise the first
+    certificate refusal, ours of the server's or the server's of ours.
 
-    A server that cannot be reached is skipped (the clients wait for it as usual); only a
-    handshake that fails on the certificate or host name raises, as `ssl.SSLError`.
+    The request matters for mTLS: under TLS 1.3 a server refuses a missing or unknown client
+    certificate only after the client thinks the handshake is done, with an alert the client
+    reads with the first answer. A server that cannot be reached, or that closes the
+    connection for any other reason, is skipped: the clients wait for it as usual.
     """
     for address in bootstrap_servers.split(","):
         host, port = _host_port(address.strip())
         try:
-            _, writer = await asyncio.wait_for(
+            reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(host, port, ssl=context, server_hostname=host), timeout_s
             )
+            try:
+                writer.write(_API_VERSIONS_V0)
+                await asyncio.wait_for(reader.read(4), timeout_s)
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError, TimeoutError):
+                    await asyncio.wait_for(writer.wait_closed(), timeout_s)
         except (OSError, TimeoutError) as exc:
             failure = tls_failure(exc)
             if failure is not None:
                 raise failure from None
             log.debug("TLS check of %s skipped: %s", address, exc)
-            continue
-        writer.close()
-        with contextlib.suppress(OSError, TimeoutError):
-            await asyncio.wait_for(writer.wait_closed(), timeout_s)
+
+
+#: ApiVersions v0, correlation id 0, client id "tls-check": every broker answers it, before
+#: authentication too
+_API_VERSIONS_V0 = struct.pack(">ihhih", 19, 18, 0, 0, 9) + b"tls-check"
 
 
 def _host_port(address: str) -> tuple[str, int]:
