@@ -90,16 +90,21 @@ def tls_failure(exc: BaseException) -> ssl.SSLError | None:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
+        inner = [getattr(current, name, None) for name in ("info", "certificate_error", "os_error")]
+        wrapped = [item for item in inner if isinstance(item, BaseException)]
+        if wrapped:  # a driver's wrapper (some subclass ssl errors): look at what it wraps
+            pending += wrapped
+        elif _permanent(current):
+            assert isinstance(current, ssl.SSLError)
             return current
-        if isinstance(current, ssl.SSLError) and current.reason in _PERMANENT_REASONS:
-            return current
-        for attribute in ("info", "certificate_error", "os_error"):
-            inner = getattr(current, attribute, None)
-            if isinstance(inner, BaseException):
-                pending.append(inner)
         pending += [current.__cause__, current.__context__]
     return None
+
+
+def _permanent(exc: BaseException) -> bool:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return True
+    return isinstance(exc, ssl.SSLError) and exc.reason in _PERMANENT_REASONS
 
 
 def describe(failure: ssl.SSLError) -> str:

@@ -15,6 +15,8 @@ import logging
 import ssl
 from typing import Any
 
+from opensearchpy import AsyncHttpConnection
+
 from stream_indexer.errors import ConfigError
 from stream_indexer.masking import remember, secret_forms
 from stream_indexer.settings import ENV_PREFIX, OpenSearchSettings
@@ -27,6 +29,9 @@ _PREFIX = f"{ENV_PREFIX}OPENSEARCH__"
 def client_options(settings: OpenSearchSettings) -> dict[str, Any]:
     """`AsyncOpenSearch` keyword arguments for authentication and TLS."""
     options: dict[str, Any] = {"http_auth": http_auth(settings)}
+    if settings.auth == "sigv4":
+        # the default aiohttp connection only knows basic auth; this one calls the signer
+        options["connection_class"] = AsyncHttpConnection
     if any(host.lower().startswith("https://") for host in settings.hosts):
         options["ssl_context"] = tls_context(settings)
     return options
