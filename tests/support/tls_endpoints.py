@@ -4,7 +4,8 @@
   `localhost` is a wrong host name), a client certificate, its key also password-encrypted,
   and a second CA that signed nothing we serve (a wrong CA).
 - `TlsProxy`: a TLS-terminating TCP proxy, optionally demanding a client certificate and,
-  for Kafka, a SASL exchange (`SaslGate`) before it splices the connection to the broker.
+  for Kafka, a SASL exchange (`SaslGate`), for Postgres its SSLRequest preamble (the
+  embedded PostgreSQL is built without SSL), before it splices the connection upstream.
   tansu has no SASL usable with memory storage, so the gate plays the broker's SASL part:
   a client that passes it talks to the real broker through the same connection.
   It runs on threads with blocking sockets, not asyncio: asyncio's server side drops the
@@ -230,8 +231,11 @@ class TlsProxy:
         upstream: tuple[str, int] | None = None,
         *,
         gate: SaslGate | None = None,
+        postgres: bool = False,
     ) -> None:
         self._context = context
+        #: speak Postgres's TLS preamble (SSLRequest, answered `S`) and refuse plaintext
+        self.postgres = postgres
         self.upstream = upstream
         self.gate = gate
         self.connections = 0
@@ -265,6 +269,8 @@ class TlsProxy:
         opened = [conn]
         self._track(conn)
         try:
+            if self.postgres and not _postgres_wants_tls(conn):
+                return
             tls = self._context.wrap_socket(conn, server_side=True)  # refusals send an alert
             opened.append(tls)
             self._track(tls)
@@ -287,6 +293,23 @@ class TlsProxy:
     def _track(self, sock: socket.socket) -> None:
         with self._lock:
             self._open.add(sock)
+
+
+_SSL_REQUEST, _GSSENC_REQUEST = 80877103, 80877104
+
+
+def _postgres_wants_tls(conn: socket.socket) -> bool:
+    """Read the client's SSLRequest and answer `S`, as a server with `ssl=on` does; a client
+    that starts in plaintext is refused, as `hostnossl ... reject` does."""
+    while True:
+        length, code = struct.unpack(">ii", _exactly(conn, 8))
+        if length == 8 and code == _GSSENC_REQUEST:
+            conn.sendall(b"N")  # no GSSAPI encryption here: the client goes on with TLS
+            continue
+        if length == 8 and code == _SSL_REQUEST:
+            conn.sendall(b"S")
+            return True
+        return False
 
 
 def _splice(tls: ssl.SSLSocket, plain: socket.socket) -> None:

@@ -49,17 +49,8 @@ def _bin_path() -> Path:
 class EmbeddedPostgres:
     """One PostgreSQL server on `host:port` with trust auth; `start()` returns its DSN."""
 
-    def __init__(
-        self,
-        pgdata: Path,
-        log_path: Path,
-        *,
-        host: str = "127.0.0.1",
-        settings: dict[str, str] | None = None,
-    ) -> None:
+    def __init__(self, pgdata: Path, log_path: Path, *, host: str = "127.0.0.1") -> None:
         self.pgdata = pgdata
-        #: server settings on top of the fast defaults (e.g. `ssl=on` and its files)
-        self._settings = {**_SERVER_SETTINGS, **(settings or {})}
         self._log_path = log_path
         self._host = host
         self._user = SYSTEM_USER if _is_root() else None
@@ -107,11 +98,6 @@ class EmbeddedPostgres:
             )
         self._initialized = True
 
-    @property
-    def system_user(self) -> str | None:
-        """The user the server runs as when we are root (files it reads must be its own)."""
-        return self._user
-
     def start(self, timeout: float = 30.0) -> str:
         """Start the postmaster on a free port (retrying if a race takes it); returns the DSN."""
         self.init()
@@ -155,7 +141,7 @@ class EmbeddedPostgres:
             "-k",
             socket_dir,
         ]
-        for name, value in self._settings.items():
+        for name, value in _SERVER_SETTINGS.items():
             args += ["-c", f"{name}={value}"]
         return ChildProcess(
             args,
