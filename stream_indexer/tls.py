@@ -104,18 +104,18 @@ def tls_failure(exc: BaseException) -> ssl.SSLError | None:
 def _permanent(exc: BaseException) -> bool:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return True
-    return isinstance(exc, ssl.SSLError) and exc.reason in _PERMANENT_REASONS
+    return isinstance(exc, ssl.SSLError) and getattr(exc, "reason", None) in _PERMANENT_REASONS
 
 
 def describe(failure: ssl.SSLError) -> str:
     """A short reason for a TLS refusal (`certificate verify failed: IP address mismatch`)."""
     if isinstance(failure, ssl.SSLCertVerificationError) and failure.verify_message:
         return f"certificate verify failed: {failure.verify_message}"
-    return str(failure.reason or failure).replace("_", " ").lower()
+    return str(getattr(failure, "reason", None) or failure).replace("_", " ").lower()
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError) and exc.reason:
+    if isinstance(exc, ssl.SSLError) and getattr(exc, "reason", None):
         return str(exc.reason).replace("_", " ").lower()
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror

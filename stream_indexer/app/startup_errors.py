@@ -115,7 +115,7 @@ def _tls_advice(step: Step, failure: ssl.SSLError) -> str:
             f"{what}'s TLS certificate was refused ({reason}): set {ca} to the CA that signed "
             f"it, and make {address} name a host the certificate is issued for"
         )
-    if failure.reason == "WRONG_VERSION_NUMBER":
+    if getattr(failure, "reason", None) == "WRONG_VERSION_NUMBER":
         return f"{what} does not speak TLS at {address} ({reason}): check the address and port"
     return f"{what} refused our TLS client certificate ({reason}): check {ours}"
 

@@ -302,3 +302,28 @@ async def test_msk_iam_with_a_wrong_secret_is_refused(
         await producer.start()
     await producer.stop()
     assert [msk_token_problem(t) for t in gate.tokens[seen:]][:1] == ["signature does not match"]
+
+
+async def test_run_with_a_wrong_kafka_ca_exits_3_with_one_line(
+    tls_broker: TlsBroker, pki: Pki, topic_factory: Any, pg_dsn: str, settings_for: Any
+) -> None:
+    """The whole start-up path: OpenSearch and Postgres are fine, Kafka's certificate is
+    refused, and the process says which setting to fix instead of waiting forever."""
+    from support.pipeline import prepare_pipeline, settings_env
+    from test_startup_failures import _run_indexer
+
+    from stream_indexer.app.startup_errors import EXIT_STARTUP_FAILED
+
+    topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=1)
+    settings = settings_for(
+        topic,
+        **{
+            "kafka.bootstrap_servers": tls_broker.bootstrap,
+            "kafka.security_protocol": "SSL",
+            "kafka.ssl_cafile": pki.other_ca_file,
+        },
+    )
+    code, _, err = await _run_indexer(settings_env(settings), within_s=60)
+    assert code == EXIT_STARTUP_FAILED, err
+    lines = [line for line in err.splitlines() if "STREAM_INDEXER_KAFKA__SSL_CAFILE" in line]
+    assert len(lines) == 1 and "certificate verify failed" in lines[0], err
