@@ -13,12 +13,12 @@ tune for emit latency.
 
 from __future__ import annotations
 
-import ssl
 from typing import Any, Literal, get_args
 
 from aiokafka import AIOKafkaProducer
 
 from stream_indexer.errors import ConfigError
+from stream_indexer.kafka_security import sasl_kwargs, ssl_context
 from stream_indexer.settings import KafkaSettings, Settings
 
 #: what a producer is for; also the suffix of its Kafka client id
@@ -28,22 +28,17 @@ LIBRARY_PURPOSES: frozenset[str] = frozenset({"producer", "outbox-relay"})
 
 
 def connection_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
-    """Bootstrap, client id and security options shared by consumers, producers and admins."""
+    """Bootstrap, client id and security options shared by consumers, producers and admins
+    (TLS and SASL come from `kafka_security`)."""
     kwargs: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap_servers,
         "client_id": kafka.client_id,
         "security_protocol": kafka.security_protocol,
     }
-    if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        kwargs["ssl_context"] = ssl.create_default_context(cafile=kafka.ssl_cafile)
-    if kafka.sasl_mechanism is not None:
-        kwargs["sasl_mechanism"] = kafka.sasl_mechanism
-        kwargs["sasl_plain_username"] = (
-            kafka.sasl_username.get_secret_value() if kafka.sasl_username else None
-        )
-        kwargs["sasl_plain_password"] = (
-            kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
-        )
+    context = ssl_context(kafka)
+    if context is not None:
+        kwargs["ssl_context"] = context
+    kwargs.update(sasl_kwargs(kafka))
     return kwargs
 
 

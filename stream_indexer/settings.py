@@ -57,12 +57,19 @@ class KafkaSettings(_Section):
     group_id: str = "stream-indexer"
     client_id: str = "stream-indexer"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = (
+        Field(default=None, description="OAUTHBEARER: Amazon MSK IAM (needs the `aws` extra)")
+    )
     sasl_username: SecretStr | None = Field(
         default=None, description="secret too: on managed Kafka it is often an API key"
     )
     sasl_password: SecretStr | None = None
     ssl_cafile: str | None = None
+    ssl_certfile: str | None = Field(default=None, description="client certificate (mTLS)")
+    ssl_keyfile: str | None = Field(default=None, description="its private key (PEM)")
+    ssl_key_password: SecretStr | None = None
+    ssl_check_hostname: bool = True
+    aws_region: str | None = Field(default=None, description="MSK IAM: the cluster's region")
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     isolation_level: Literal["read_committed", "read_uncommitted"] = "read_committed"
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
@@ -87,9 +94,12 @@ class KafkaSettings(_Section):
     def _sasl_complete(self) -> KafkaSettings:
         """aiokafka refuses SASL without these with an assertion; say which to set instead."""
         if self.security_protocol.startswith("SASL_"):
+            needed: tuple[str, ...] = ("sasl_mechanism", "sasl_username", "sasl_password")
+            if self.sasl_mechanism == "OAUTHBEARER":
+                needed = ("aws_region",)  # the token comes from the AWS credential chain
             missing = [
                 f"{ENV_PREFIX}KAFKA__{name.upper()}"
-                for name in ("sasl_mechanism", "sasl_username", "sasl_password")
+                for name in needed
                 if getattr(self, name) is None
             ]
             if missing:
@@ -150,8 +160,18 @@ class OpenSearchSettings(_Section):
     physical_index: str | None = Field(default=None, description="defaults to `<index>_v1`")
     username: str | None = None
     password: SecretStr | None = None
+    auth: Literal["basic", "sigv4"] = Field(
+        default="basic", description="sigv4: AWS request signing (needs the `aws` extra)"
+    )
+    aws_region: str | None = None
+    aws_service: Literal["es", "aoss"] = Field(
+        default="es", description="es: OpenSearch Service; aoss: OpenSearch Serverless"
+    )
     verify_certs: bool = True
     ca_certs: str | None = None
+    client_cert: str | None = Field(default=None, description="client certificate (mTLS)")
+    client_key: str | None = None
+    client_key_password: SecretStr | None = None
     request_timeout_s: float = Field(default=30.0, gt=0)
     max_in_flight_bulks: int = Field(default=4, ge=1)
     bulk_max_docs: int = Field(
@@ -168,6 +188,22 @@ class OpenSearchSettings(_Section):
     _split_hosts = field_validator("hosts", mode="before")(_split_csv)
 
     _check_hosts = field_validator("hosts")(checked_hosts)
+
+    @model_validator(mode="after")
+    def _sigv4_complete(self) -> OpenSearchSettings:
+        """SigV4 replaces basic auth and needs the region the signature is scoped to."""
+        if self.auth == "sigv4":
+            if self.aws_region is None:
+                raise ValueError(
+                    f"{ENV_PREFIX}OPENSEARCH__AWS_REGION must be set when "
+                    f"{ENV_PREFIX}OPENSEARCH__AUTH is sigv4"
+                )
+            if self.username is not None:
+                raise ValueError(
+                    f"{ENV_PREFIX}OPENSEARCH__USERNAME must be unset when "
+                    f"{ENV_PREFIX}OPENSEARCH__AUTH is sigv4 (credentials come from AWS)"
+                )
+        return self
 
 
 class BatchSettings(_Section):
@@ -376,7 +412,9 @@ def secret_values(settings: Settings) -> set[str]:
     for secret in (
         settings.kafka.sasl_username,
         settings.kafka.sasl_password,
+        settings.kafka.ssl_key_password,
         settings.opensearch.password,
+        settings.opensearch.client_key_password,
     ):
         if secret is not None:
             found |= secret_forms(secret.get_secret_value())

@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 from stream_indexer.backoff import Backoff, RetryPolicy, retry
 from stream_indexer.errors import RetryAbortedError, StartupAbortedError, TransientError
 from stream_indexer.settings import Settings
+from stream_indexer.tls import tls_failure
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -32,6 +33,8 @@ PERMANENT_POSTGRES_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def _retriable(exc: BaseException) -> bool:
+    if tls_failure(exc) is not None:
+        return False  # a certificate or host name the server (or we) refuse
     if isinstance(exc, TransientError | OSError | asyncio.TimeoutError):
         return True
     if isinstance(exc, KafkaError):

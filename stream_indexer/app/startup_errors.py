@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import errno
 import logging
+import ssl
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from opensearchpy.exceptions import AuthenticationException, AuthorizationExcept
 
 from stream_indexer.errors import StartupFailedError, StreamIndexerError
 from stream_indexer.masking import mask_text
+from stream_indexer.tls import describe, tls_failure
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +82,49 @@ def explain(step: Step, exc: BaseException) -> StartupFailedError:
     return StartupFailedError(step, _advice(step, exc))
 
 
+#: per service: (its name, the settings that hold its CA, its address, our certificate)
+_TLS_SETTINGS = {
+    "kafka": (
+        "Kafka",
+        "STREAM_INDEXER_KAFKA__SSL_CAFILE",
+        "STREAM_INDEXER_KAFKA__BOOTSTRAP_SERVERS",
+        "STREAM_INDEXER_KAFKA__SSL_CERTFILE and STREAM_INDEXER_KAFKA__SSL_KEYFILE",
+    ),
+    "opensearch": (
+        "OpenSearch",
+        "STREAM_INDEXER_OPENSEARCH__CA_CERTS",
+        "STREAM_INDEXER_OPENSEARCH__HOSTS",
+        "STREAM_INDEXER_OPENSEARCH__CLIENT_CERT and STREAM_INDEXER_OPENSEARCH__CLIENT_KEY",
+    ),
+    "postgres": (
+        "Postgres",
+        "sslrootcert in STREAM_INDEXER_POSTGRES__DSN",
+        "the host in STREAM_INDEXER_POSTGRES__DSN",
+        "sslcert and sslkey in STREAM_INDEXER_POSTGRES__DSN",
+    ),
+}
+
+
+def _tls_advice(step: Step, failure: ssl.SSLError) -> str:
+    """A refused certificate, named by the settings that fix it."""
+    service = {Step.OPENSEARCH: "opensearch", Step.POSTGRES: "postgres"}.get(step, "kafka")
+    what, ca, address, ours = _TLS_SETTINGS[service]
+    reason = describe(failure)
+    if isinstance(failure, ssl.SSLCertVerificationError):
+        return (
+            f"{what}'s TLS certificate was refused ({reason}): set {ca} to the CA that signed "
+            f"it, and make {address} name a host the certificate is issued for"
+        )
+    if getattr(failure, "reason", None) == "WRONG_VERSION_NUMBER":
+        return f"{what} does not speak TLS at {address} ({reason}): check the address and port"
+    return f"{what} refused our TLS client certificate ({reason}): check {ours}"
+
+
 def _advice(step: Step, exc: BaseException) -> str:
     name = type(exc).__name__
+    failure = tls_failure(exc)
+    if failure is not None:
+        return _tls_advice(step, failure)
     if isinstance(exc, KAFKA_AUTH_ERRORS):
         return f"{_SASL} ({name})"
     if step is Step.DLQ_PRODUCER and isinstance(exc, kafka_errors.BrokerResponseError):

@@ -8,6 +8,7 @@ metadata request with a partition count nobody chose.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from typing import Any
 
@@ -15,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from stream_indexer.errors import ConfigError
+from stream_indexer.kafka_security import check_tls
 
 _METADATA_WAIT_S = 10.0
 
@@ -33,6 +35,11 @@ async def ensure_topic(
     Raises `ConfigError` when the topic exists with fewer partitions than asked (keys would
     land on other partitions than planned), and the broker's error for any other failure.
     """
+    context = (client_kwargs or {}).get("ssl_context")
+    if isinstance(context, ssl.SSLContext):
+        # the first Kafka connection of a start: a refused certificate must fail it, not
+        # vanish into aiokafka's "Unable to bootstrap" and be waited on forever
+        await check_tls(bootstrap_servers, context)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **(client_kwargs or {}))
     try:
         await admin.start()

@@ -21,8 +21,10 @@ from opensearchpy.serializer import JSONSerializer
 
 from stream_indexer.errors import ConfigError, SinkUnavailableError
 from stream_indexer.lifecycle import Lifecycle
+from stream_indexer.opensearch.auth import client_options
 from stream_indexer.opensearch.mapping import alias_actions, index_body
 from stream_indexer.settings import Settings
+from stream_indexer.tls import tls_failure
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +80,9 @@ class OpenSearchSink(Lifecycle):
             await client.close()
 
     def _build_client(self) -> AsyncOpenSearch:
-        auth = None
-        if self._os.username is not None:
-            password = self._os.password.get_secret_value() if self._os.password else ""
-            auth = (self._os.username, password)
         return AsyncOpenSearch(
             hosts=self._os.hosts,
-            http_auth=auth,
-            verify_certs=self._os.verify_certs,
-            ca_certs=self._os.ca_certs,
+            **client_options(self._os),
             http_compress=self._os.http_compress,
             timeout=self._os.request_timeout_s,
             max_retries=0,
@@ -122,6 +118,8 @@ class OpenSearchSink(Lifecycle):
         except (AuthenticationException, AuthorizationException):
             raise  # 401/403: waiting will not fix credentials or permissions
         except (OSConnectionError, TransportError) as exc:
+            if tls_failure(exc) is not None:
+                raise  # a refused certificate or host name: waiting will not fix it either
             raise SinkUnavailableError(
                 f"cannot prepare index {self.physical_index}: {exc}"
             ) from exc

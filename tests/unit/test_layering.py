@@ -44,6 +44,8 @@ CORE_MODULES = {
     "lifecycle",
     "masking",
     "addresses",
+    "kafka_security",
+    "tls",
 }
 #: The package root re-exports the public API and `__main__` runs the CLI: both sit on top.
 ENTRY_POINTS = {"stream_indexer", "stream_indexer.__main__"}

@@ -21,9 +21,13 @@ _ATTEMPTS = 5
 class TansuBroker:
     """One tansu broker child process; `start()` returns its bootstrap address."""
 
-    def __init__(self, log_path: Path, *, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, log_path: Path, *, host: str = "127.0.0.1", advertised_url: str | None = None
+    ) -> None:
         self._log_path = log_path
         self._host = host
+        #: what metadata tells clients to connect to, when not the broker itself (a proxy)
+        self._advertised_url = advertised_url
         self._child: ChildProcess | None = None
         self.bootstrap: str | None = None
 
@@ -47,7 +51,7 @@ class TansuBroker:
                     "--listener-url",
                     url,
                     "--advertised-listener-url",
-                    url,
+                    self._advertised_url or url,
                     "--storage-engine",
                     "memory://tansu/",
                     "--silent",

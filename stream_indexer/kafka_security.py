@@ -1,0 +1,149 @@
+"""Core: how every Kafka client proves who it is and checks who it talks to (TLS, mTLS,
+Amazon MSK IAM), shared by the consumer, the producers, the admin client and the tools.
+
+aiokafka hides why a bootstrap failed (a refused certificate and a refused connection both
+end as "Unable to bootstrap"), so `check_tls` performs the TLS handshake itself before the
+first client connects: a wrong CA or host name then fails start-up at once, naming the
+setting, instead of being retried forever as if the broker were down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import struct
+import time
+from typing import Any
+
+from aiokafka.abc import AbstractTokenProvider
+
+from stream_indexer.errors import ConfigError
+from stream_indexer.masking import remember, secret_forms
+from stream_indexer.settings import ENV_PREFIX, KafkaSettings
+from stream_indexer.tls import TlsFiles, client_context, tls_failure
+
+log = logging.getLogger(__name__)
+
+#: refresh an MSK IAM token this long before it expires (tokens live 15 minutes)
+TOKEN_REFRESH_MARGIN_S = 60.0
+_PREFIX = f"{ENV_PREFIX}KAFKA__"
+
+
+def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
+    """The client context for SSL and SASL_SSL, None for plaintext protocols."""
+    if kafka.security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    password = kafka.ssl_key_password.get_secret_value() if kafka.ssl_key_password else None
+    return client_context(
+        TlsFiles(
+            cafile=kafka.ssl_cafile,
+            certfile=kafka.ssl_certfile,
+            keyfile=kafka.ssl_keyfile,
+            key_password=password,
+            verify=True,
+            check_hostname=kafka.ssl_check_hostname,
+            names=(
+                f"{_PREFIX}SSL_CAFILE",
+                f"{_PREFIX}SSL_CERTFILE",
+                f"{_PREFIX}SSL_KEYFILE",
+                f"{_PREFIX}SSL_KEY_PASSWORD",
+            ),
+        )
+    )
+
+
+class MskIamTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
+    """OAUTHBEARER tokens for Amazon MSK IAM, signed with the standard AWS credential chain
+    (environment, profile, web identity for EKS/IRSA, instance role) and cached until shortly
+    before they expire. Signing may call AWS (STS, instance metadata): it runs in a thread."""
+
+    def __init__(self, region: str) -> None:
+        try:
+            from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
+        except ImportError:
+            raise ConfigError(
+                f"{_PREFIX}SASL_MECHANISM=OAUTHBEARER (Amazon MSK IAM) needs the "
+                "aws-msk-iam-sasl-signer-python package: install stream-indexer[aws]"
+            ) from None
+        self._generate = MSKAuthTokenProvider.generate_auth_token
+        self._region = region
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def token(self) -> str:
+        async with self._lock:
+            if self._token is None or time.time() > self._expires_at - TOKEN_REFRESH_MARGIN_S:
+                token, expiry_ms = await asyncio.to_thread(self._generate, self._region)
+                remember(secret_forms(token))  # a bearer token is a credential
+                self._token, self._expires_at = token, expiry_ms / 1000
+            return self._token
+
+
+def sasl_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
+    """aiokafka's SASL keyword arguments for the configured mechanism."""
+    if kafka.sasl_mechanism is None:
+        return {}
+    if kafka.sasl_mechanism == "OAUTHBEARER":
+        assert kafka.aws_region is not None  # the settings validator makes sure
+        return {
+            "sasl_mechanism": "OAUTHBEARER",
+            "sasl_oauth_token_provider": MskIamTokenProvider(kafka.aws_region),
+        }
+    return {
+        "sasl_mechanism": kafka.sasl_mechanism,
+        "sasl_plain_username": kafka.sasl_username.get_secret_value()
+        if kafka.sasl_username
+        else None,
+        "sasl_plain_password": kafka.sasl_password.get_secret_value()
+        if kafka.sasl_password
+        else None,
+    }
+
+
+async def check_tls(
+    bootstrap_servers: str, context: ssl.SSLContext, timeout_s: float = 10.0
+) -> None:
+    """Handshake with each bootstrap server and ask it for its API versions; raise the first
+    certificate refusal, ours of the server's or the server's of ours.
+
+    The request matters for mTLS: under TLS 1.3 a server refuses a missing or unknown client
+    certificate only after the client thinks the handshake is done, with an alert the client
+    reads with the first answer. A server that cannot be reached, or that closes the
+    connection for any other reason, is skipped: the clients wait for it as usual.
+    """
+    for address in bootstrap_servers.split(","):
+        host, port = _host_port(address.strip())
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, ssl=context, server_hostname=host), timeout_s
+            )
+            try:
+                writer.write(_API_VERSIONS_V0)
+                await asyncio.wait_for(reader.read(4), timeout_s)
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError, TimeoutError):
+                    await asyncio.wait_for(writer.wait_closed(), timeout_s)
+        except (OSError, TimeoutError) as exc:
+            failure = tls_failure(exc)
+            if failure is not None:
+                raise failure from None
+            log.debug("TLS check of %s skipped: %s", address, exc)
+
+
+#: ApiVersions v0, correlation id 0, client id "tls-check": every broker answers it, before
+#: authentication too
+_API_VERSIONS_V0 = struct.pack(">ihhih", 19, 18, 0, 0, 9) + b"tls-check"
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"{_PREFIX}BOOTSTRAP_SERVERS: expected host:port entries")
+    return host.strip("[]"), int(port)
+
+
+__all__ = ["MskIamTokenProvider", "check_tls", "sasl_kwargs", "ssl_context"]

@@ -1,0 +1,125 @@
+"""Core: client TLS for Kafka and OpenSearch, built once from settings, and the test that tells
+a certificate problem (wait will not fix it) from a network one (wait may).
+
+Every client context verifies the server's certificate and host name unless the operator
+turned verification off by name; a CA, certificate or key that cannot be loaded is a
+`ConfigError` naming the setting, never a reason to connect without it. Postgres TLS is not
+here: asyncpg reads it from the DSN (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`).
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+from stream_indexer.errors import ConfigError
+
+#: OpenSSL reasons that mean "this peer will never accept / be accepted with this material"
+_PERMANENT_REASONS = frozenset(
+    {
+        "CERTIFICATE_VERIFY_FAILED",
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+        "TLSV1_ALERT_UNKNOWN_CA",
+        "TLSV1_ALERT_ACCESS_DENIED",
+        "WRONG_VERSION_NUMBER",
+    }
+)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The TLS material of one client, and the setting names that configure each part."""
+
+    cafile: str | None
+    certfile: str | None
+    keyfile: str | None
+    key_password: str | None
+    verify: bool
+    check_hostname: bool
+    #: environment variable names, for error messages: cafile, certfile, keyfile, password
+    names: tuple[str, str, str, str]
+
+
+def client_context(files: TlsFiles) -> ssl.SSLContext:
+    """A client context: system CAs plus `cafile`, our certificate when given, verification
+    as configured. Unreadable material raises `ConfigError` naming its setting."""
+    ca_name, cert_name, key_name, password_name = files.names
+    context = ssl.create_default_context()
+    if files.cafile:
+        try:
+            context.load_verify_locations(cafile=files.cafile)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{ca_name}: cannot load the CA bundle: {_reason(exc)}") from None
+    if files.keyfile and not files.certfile:
+        raise ConfigError(f"{key_name} is set but {cert_name} is not")
+    if files.certfile:
+        try:
+            context.load_cert_chain(files.certfile, files.keyfile, password=files.key_password)
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                f"{cert_name} / {key_name}: cannot load the client certificate and key "
+                f"({_reason(exc)}; a wrong or missing {password_name}?)"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(
+                f"{cert_name} / {key_name}: cannot read the client certificate or key: "
+                f"{_reason(exc)}"
+            ) from None
+    if not files.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif not files.check_hostname:
+        context.check_hostname = False
+    return context
+
+
+def tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The certificate or handshake refusal behind `exc`, if that is what it is.
+
+    Looks through the cause chain and through the wrappers drivers put around it
+    (opensearch-py keeps the original in `.info`, aiohttp in `.certificate_error` or
+    `.os_error`). Only refusals that retrying cannot fix count: an EOF in mid-handshake
+    (a restarting server) is a network problem, not a certificate one.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        inner = [getattr(current, name, None) for name in ("info", "certificate_error", "os_error")]
+        wrapped = [item for item in inner if isinstance(item, BaseException)]
+        if wrapped:  # a driver's wrapper (some subclass ssl errors): look at what it wraps
+            pending += wrapped
+        elif _permanent(current):
+            assert isinstance(current, ssl.SSLError)
+            return current
+        pending += [current.__cause__, current.__context__]
+    return None
+
+
+def _permanent(exc: BaseException) -> bool:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return True
+    return isinstance(exc, ssl.SSLError) and getattr(exc, "reason", None) in _PERMANENT_REASONS
+
+
+def describe(failure: ssl.SSLError) -> str:
+    """A short reason for a TLS refusal (`certificate verify failed: IP address mismatch`)."""
+    if isinstance(failure, ssl.SSLCertVerificationError) and failure.verify_message:
+        return f"certificate verify failed: {failure.verify_message}"
+    return str(getattr(failure, "reason", None) or failure).replace("_", " ").lower()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError) and getattr(exc, "reason", None):
+        return str(exc.reason).replace("_", " ").lower()
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__
+
+
+__all__ = ["TlsFiles", "client_context", "describe", "tls_failure"]

@@ -1,0 +1,240 @@
+"""OpenSearch over HTTPS: basic auth, client certificates, CA and host name checks, SigV4.
+
+osmem speaks neither TLS nor auth: a `TlsProxy` gives it a real TLS endpoint and an
+`AuthFront` behind the proxy answers 401 to wrong credentials, or checks SigV4 signatures
+with botocore for known test credentials (403 on a mismatch).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from support.https_front import AuthFront
+from support.tls_endpoints import KEY_PASSWORD, Pki, ThreadLoop, TlsProxy
+
+from stream_indexer.app.startup import until_ready
+from stream_indexer.app.startup_errors import Step, explain
+from stream_indexer.errors import ConfigError
+from stream_indexer.opensearch.sink import OpenSearchSink
+from stream_indexer.settings import Settings, load_settings
+
+USER, PASSWORD = "indexer", "os-pass-83b1"
+KEY_ID, SECRET, REGION = "AKIDOPENSEARCHTEST", "opensearch-test-secret-0123456789", "eu-west-1"
+
+
+class HttpsCluster:
+    """TLS proxy -> auth front -> osmem; `url` is the HTTPS address."""
+
+    def __init__(self, loop: ThreadLoop, context: ssl.SSLContext, front: AuthFront) -> None:
+        self.front = front
+        self._loop = loop
+        port = front.start(loop)
+        self.proxy = TlsProxy(context, ("127.0.0.1", port)).start()
+        self.url = f"https://127.0.0.1:{self.proxy.port}"
+
+    def close(self) -> None:
+        self.proxy.close()
+        self.front.stop(self._loop)
+
+
+@pytest.fixture(scope="module")
+def basic_cluster(pki: Pki, tls_loop: ThreadLoop, opensearch_url: str) -> Iterator[HttpsCluster]:
+    cluster = HttpsCluster(
+        tls_loop, pki.server_context(), AuthFront(opensearch_url, basic=(USER, PASSWORD))
+    )
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def mtls_cluster(pki: Pki, tls_loop: ThreadLoop, opensearch_url: str) -> Iterator[HttpsCluster]:
+    context = pki.server_context(require_client_cert=True)
+    cluster = HttpsCluster(tls_loop, context, AuthFront(opensearch_url, basic=(USER, PASSWORD)))
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def sigv4_cluster(pki: Pki, tls_loop: ThreadLoop, opensearch_url: str) -> Iterator[HttpsCluster]:
+    front = AuthFront(opensearch_url, sigv4=(KEY_ID, SECRET, REGION, "es"))
+    cluster = HttpsCluster(tls_loop, pki.server_context(), front)
+    yield cluster
+    cluster.close()
+
+
+def os_settings(url: str, pki: Pki, **extra: Any) -> Settings:
+    name = f"tls{uuid.uuid4().hex[:8]}"
+    overrides: dict[str, Any] = {
+        "opensearch.hosts": url,
+        "opensearch.index": name,
+        "opensearch.ca_certs": pki.ca_file,
+        "opensearch.username": USER,
+        "opensearch.password": PASSWORD,
+        "opensearch.request_timeout_s": 5,
+    }
+    overrides.update(extra)
+    return load_settings({k: v for k, v in overrides.items() if v is not None})
+
+
+async def index_one(settings: Settings) -> None:
+    """Start the sink (index + alias), write one document, read it back."""
+    sink = OpenSearchSink(settings)
+    try:
+        await sink.start()
+        action = {"index": {"_id": "7", "version": 3, "version_type": "external_gte"}}
+        body = orjson.dumps(action) + b"\n" + orjson.dumps({"title": "over https"}) + b"\n"
+        answer = await sink.bulk(body, 1)
+        assert answer["errors"] is False, answer
+        doc = await sink.client.get(index=settings.physical_index, id="7")
+        assert doc["_source"]["title"] == "over https"
+    finally:
+        await sink.stop()
+
+
+async def start_failure(settings: Settings) -> str:
+    """Start the sink as the service does; return the one line start-up reports."""
+    import asyncio
+
+    sink = OpenSearchSink(settings)
+    try:
+        with pytest.raises(Exception) as caught:
+            await asyncio.wait_for(until_ready("opensearch", sink.start, asyncio.Event()), 20)
+    finally:
+        await sink.stop()
+    return str(explain(Step.OPENSEARCH, caught.value))
+
+
+async def test_https_with_basic_auth(basic_cluster: HttpsCluster, pki: Pki) -> None:
+    await index_one(os_settings(basic_cluster.url, pki))
+    assert basic_cluster.front.accepted
+
+
+async def test_wrong_credentials_get_401_and_one_line(
+    basic_cluster: HttpsCluster, pki: Pki
+) -> None:
+    line = await start_failure(
+        os_settings(basic_cluster.url, pki, **{"opensearch.password": "nope-nope"})
+    )
+    assert "HTTP 401" in line and "STREAM_INDEXER_OPENSEARCH__PASSWORD" in line
+    assert "nope-nope" not in line
+
+
+async def test_a_wrong_ca_fails_at_start_naming_the_setting(
+    basic_cluster: HttpsCluster, pki: Pki
+) -> None:
+    settings = os_settings(basic_cluster.url, pki, **{"opensearch.ca_certs": pki.other_ca_file})
+    line = await start_failure(settings)
+    assert "STREAM_INDEXER_OPENSEARCH__CA_CERTS" in line and "certificate verify failed" in line
+    assert "\n" not in line
+
+
+async def test_a_wrong_host_name_fails_at_start(basic_cluster: HttpsCluster, pki: Pki) -> None:
+    url = basic_cluster.url.replace("127.0.0.1", "localhost")
+    line = await start_failure(os_settings(url, pki))
+    assert "Hostname mismatch" in line and "STREAM_INDEXER_OPENSEARCH__HOSTS" in line
+
+
+async def test_verify_certs_false_is_explicit_and_logged(
+    basic_cluster: HttpsCluster, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = os_settings(
+        basic_cluster.url,
+        pki,
+        **{"opensearch.ca_certs": pki.other_ca_file, "opensearch.verify_certs": False},
+    )
+    with caplog.at_level(logging.WARNING):
+        await index_one(settings)
+    assert "VERIFY_CERTS=false" in caplog.text
+
+
+async def test_client_certificate_with_an_encrypted_key(
+    mtls_cluster: HttpsCluster, pki: Pki
+) -> None:
+    settings = os_settings(
+        mtls_cluster.url,
+        pki,
+        **{
+            "opensearch.client_cert": pki.client_cert,
+            "opensearch.client_key": pki.client_key_encrypted,
+            "opensearch.client_key_password": KEY_PASSWORD,
+        },
+    )
+    await index_one(settings)
+    line = await start_failure(os_settings(mtls_cluster.url, pki))
+    assert "refused our TLS client certificate" in line
+    assert "STREAM_INDEXER_OPENSEARCH__CLIENT_CERT" in line
+
+
+def test_an_unreadable_client_key_is_a_config_error(pki: Pki) -> None:
+    settings = os_settings(
+        "https://127.0.0.1:9",
+        pki,
+        **{
+            "opensearch.client_cert": pki.client_cert,
+            "opensearch.client_key": pki.client_key_encrypted,
+            "opensearch.client_key_password": "wrong-one",
+        },
+    )
+    with pytest.raises(ConfigError, match="STREAM_INDEXER_OPENSEARCH__CLIENT_KEY_PASSWORD"):
+        OpenSearchSink(settings)._build_client()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return monkeypatch
+
+
+def sigv4_settings(url: str, pki: Pki, **extra: Any) -> Settings:
+    return os_settings(
+        url,
+        pki,
+        **{
+            "opensearch.username": None,
+            "opensearch.password": None,
+            "opensearch.auth": "sigv4",
+            "opensearch.aws_region": REGION,
+            **extra,
+        },
+    )
+
+
+@pytest.mark.parametrize("compress", [False, True])
+async def test_sigv4_signs_every_request_as_sent(
+    sigv4_cluster: HttpsCluster, pki: Pki, aws_env: pytest.MonkeyPatch, compress: bool
+) -> None:
+    front = sigv4_cluster.front
+    seen = len(front.accepted)
+    await index_one(
+        sigv4_settings(sigv4_cluster.url, pki, **{"opensearch.http_compress": compress})
+    )
+    bulks = [entry for entry in front.accepted[seen:] if entry[1].endswith("/_bulk")]
+    assert bulks and all(encoding == ("gzip" if compress else "") for _, _, encoding in bulks)
+
+
+async def test_sigv4_with_a_wrong_secret_is_refused(
+    sigv4_cluster: HttpsCluster, pki: Pki, aws_env: pytest.MonkeyPatch
+) -> None:
+    aws_env.setenv("AWS_SECRET_ACCESS_KEY", "another-secret-000000000000000000")
+    line = await start_failure(sigv4_settings(sigv4_cluster.url, pki))
+    assert "HTTP 403" in line
+    assert sigv4_cluster.front.refusals[-1] == "signature does not match"
+    assert "another-secret" not in line
+
+
+def test_sigv4_needs_a_region() -> None:
+    with pytest.raises(ConfigError, match="STREAM_INDEXER_OPENSEARCH__AWS_REGION"):
+        load_settings({"opensearch.auth": "sigv4"})
