@@ -17,8 +17,12 @@ def in_ci() -> bool:
 
 
 def missing(what: str, install: str) -> NoReturn:
-    """Skip (developer machine) or fail (CI) because `what` is not installed."""
+    """Skip (developer machine) or fail (CI) because `what` is not installed.
+
+    Also usable at import time (parametrizing on the tool's data): the whole module is skipped,
+    or is a collection error in CI.
+    """
     message = f"{what} is not installed ({install})"
     if in_ci():
         pytest.fail(f"{message}; CI must run every ops test", pytrace=False)
-    pytest.skip(message)
+    pytest.skip(message, allow_module_level=True)
