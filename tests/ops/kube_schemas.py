@@ -263,7 +263,7 @@ def validate(doc: dict[str, Any], version: str) -> None:
     if shape is not None:
         schema = {"$id": "https://kubernetes.io/api/crd-shape", **shape}
         validator = jsonschema.Draft202012Validator(schema, registry=_registry(version))
-        errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+        errors = sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
         if errors:
             raise InvalidManifest(
                 f"{name} (CRD shape, {version}): "
