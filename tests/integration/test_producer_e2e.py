@@ -6,19 +6,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import asyncpg
-import pytest
 from prometheus_client import CollectorRegistry
 from support.pipeline import read_alias, wait_for
 from support.stack_fixtures import SettingsFactory, TopicFactory
 
+from stream_indexer.app import service
 from stream_indexer.app.migrate import migrate_up
 from stream_indexer.observability.metrics import Metrics
 from stream_indexer.producer import ListingEventProducer, OutboxRelay, insert_event
 from stream_indexer.producer.events import delete_event, index_event
-
-service = pytest.importorskip(
-    "stream_indexer.app.service", reason="the consumer service is not there"
-)
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

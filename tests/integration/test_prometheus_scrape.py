@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import aiohttp
-import pytest
 from ops.facts import RULES_FILE
 from ops.prometheus_server import PrometheusServer, prometheus_binary
+from ops.tools import missing
 from prometheus_client import CollectorRegistry
 from support.pipeline import prepare_pipeline, service_caught_up, wait_for
 from support.stack_fixtures import SettingsFactory, TopicFactory
@@ -19,10 +19,8 @@ from stream_indexer.devtools.demo import plan_events, produce_records
 from stream_indexer.observability.http_server import ObservabilityServer
 from stream_indexer.observability.metrics import Metrics
 
-pytestmark = pytest.mark.skipif(
-    prometheus_binary() is None or shutil.which("promtool") is None,
-    reason="prometheus/promtool not installed (Debian: apt-get install prometheus)",
-)
+if prometheus_binary() is None or shutil.which("promtool") is None:
+    missing("prometheus and promtool", "Debian: apt-get install --no-install-recommends prometheus")
 
 
 async def test_prometheus_scrapes_a_running_indexer_and_promtool_accepts_its_metrics(

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 from prometheus_client import CollectorRegistry
 
 from stream_indexer.observability.http_server import ObservabilityServer
@@ -14,11 +13,10 @@ from stream_indexer.observability.metrics import Metrics
 
 from .facts import DASHBOARD_FILE, RULES_FILE
 from .prometheus_server import PrometheusServer, prometheus_binary
+from .tools import missing
 
-pytestmark = pytest.mark.skipif(
-    prometheus_binary() is None,
-    reason="prometheus not installed (Debian: apt-get install --no-install-recommends prometheus)",
-)
+if prometheus_binary() is None:
+    missing("prometheus", "Debian: apt-get install --no-install-recommends prometheus")
 
 
 class _Healthy:

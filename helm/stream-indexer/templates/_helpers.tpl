@@ -54,6 +54,24 @@ app.kubernetes.io/part-of: stream-indexer
 {{- .Values.existingSecret | default (printf "%s-secret" (include "stream-indexer.fullname" .)) }}
 {{- end }}
 
+{{/* The TLS Secret as a read-only volume and its mount (empty without tls.secretName). */}}
+{{- define "stream-indexer.tlsVolume" -}}
+{{- with .Values.tls }}{{ if .secretName }}
+- name: tls
+  secret:
+    secretName: {{ .secretName }}
+    defaultMode: {{ .defaultMode | default 288 | int }}
+{{- end }}{{ end }}
+{{- end }}
+
+{{- define "stream-indexer.tlsVolumeMount" -}}
+{{- with .Values.tls }}{{ if .secretName }}
+- name: tls
+  mountPath: {{ .mountPath | default "/etc/stream-indexer/tls" }}
+  readOnly: true
+{{- end }}{{ end }}
+{{- end }}
+
 {{- define "stream-indexer.metricsPort" -}}
 {{- $metrics := .Values.config.metrics | default dict }}
 {{- $metrics.port | default 9108 | int }}
