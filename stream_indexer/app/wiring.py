@@ -120,7 +120,7 @@ class Wiring(Lifecycle):
             self.resolver = DeadLetterResolver(
                 self.pool,
                 s.dlq.table,
-                backoff=Backoff(backoff.initial_s, backoff.multiplier, max(backoff.max_s, 5.0)),
+                backoff=backoff,
                 max_pending=s.dlq.resolve_max_pending,
                 stop_timeout_s=min(5.0, s.shutdown_timeout_s),
                 on_resolved=lambda resolution, n: metrics.dlq_resolved_rows.labels(resolution).inc(
