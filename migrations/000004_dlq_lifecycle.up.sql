@@ -17,7 +17,7 @@ ALTER TABLE opensearch_indexing_dlq
 ALTER TABLE opensearch_indexing_dlq
     ADD CONSTRAINT opensearch_indexing_dlq_resolution_check CHECK (
         (resolved_at IS NULL AND resolution IS NULL)
-        OR (resolved_at IS NOT NULL
+        OR (resolved_at IS NOT NULL AND resolution IS NOT NULL
             AND resolution IN ('indexed', 'superseded', 'stale', 'purged'))
     );
 
