@@ -139,6 +139,11 @@ class DlqSettings(_Section):
     redact_hash_fields: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="listing fields replaced by their SHA-256"
     )
+    resolve_max_pending: int = Field(
+        default=100_000,
+        ge=0,
+        description="written listings buffered to resolve DLQ rows; 0 turns resolving off",
+    )
 
     _split_lists = field_validator(
         "required_stores", "redact_drop_fields", "redact_hash_fields", mode="before"

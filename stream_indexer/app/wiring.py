@@ -2,7 +2,8 @@
 
 Everything a partition worker uses (the OpenSearch sink with its request slots and circuit
 breaker, both dead-letter stores, the source loader for thin events, the retry policy) is
-made and started here, in dependency order, each start waited for like an outage
+made and started here (with the resolver that closes DLQ rows the workers make moot), in
+dependency order, each start waited for like an outage
 (`until_ready`) and named for the start-up error message (`startup_step`); `stop()` releases
 them in reverse. The consumer loop (`service.py`) only sees the finished `WorkerContext`.
 """
@@ -22,6 +23,7 @@ from stream_indexer.app.topics import ensure_topic
 from stream_indexer.backoff import Backoff
 from stream_indexer.dlq.held import HeldLetters
 from stream_indexer.dlq.redaction import Redactor
+from stream_indexer.dlq.resolver import DeadLetterResolver
 from stream_indexer.dlq.table import PostgresDeadLetterTable
 from stream_indexer.dlq.topic import KafkaDeadLetterTopic
 from stream_indexer.dlq.writer import DeadLetterWriter
@@ -70,6 +72,7 @@ class Wiring(Lifecycle):
         self.pool: Any = None
         self._producer: AIOKafkaProducer | None = None
         self._loader: SourceLoader | None = None
+        self.resolver: DeadLetterResolver | None = None
         self._context: WorkerContext | None = None
 
     @property
@@ -112,6 +115,21 @@ class Wiring(Lifecycle):
         self._loader = SourceLoader(s.source_dsn, s.source, pool_max_size=s.postgres.pool_max_size)
         await self._loader.start()
         backoff = Backoff.from_settings(s.retry)
+        if s.dlq.resolve_max_pending:
+            metrics = self.metrics
+            self.resolver = DeadLetterResolver(
+                self.pool,
+                s.dlq.table,
+                backoff=backoff,
+                max_pending=s.dlq.resolve_max_pending,
+                stop_timeout_s=min(5.0, s.shutdown_timeout_s),
+                on_resolved=lambda resolution, n: metrics.dlq_resolved_rows.labels(resolution).inc(
+                    n
+                ),
+                on_dropped=metrics.dlq_resolutions_dropped.inc,
+                on_pending=metrics.dlq_resolutions_pending.set,
+            )
+            await self.resolver.start()
         self._context = WorkerContext(
             settings=s,
             dead_letters=dead_letters,
@@ -129,10 +147,13 @@ class Wiring(Lifecycle):
             backoff=backoff,
             redactor=Redactor(s.dlq.redact_drop_fields, s.dlq.redact_hash_fields),
             held=self.held,
+            resolver=self.resolver,
         )
 
     async def _stop(self) -> None:
         """Release in reverse order of start; each client closes even if another fails."""
+        if self.resolver is not None:
+            await self.resolver.stop()  # workers are stopped: write what they noted
         await self.circuit.stop()
         await self.assembler.stop()
         if self._producer is not None:

@@ -19,6 +19,7 @@ from typing import Any
 from stream_indexer.cli.dlq_args import (
     add_json,
     add_row_filters,
+    add_state,
     duration_arg,
     instant_arg,
     positive_float,
@@ -43,8 +44,9 @@ def register(subparsers: Any) -> None:
     )
     actions = parser.add_subparsers(dest="dlq_action", required=True, metavar="ACTION")
 
-    listing = _action(actions, "list", "list DLQ table rows, oldest first", handle_list)
+    listing = _action(actions, "list", "list open DLQ table rows, oldest first", handle_list)
     add_row_filters(listing, ages=True)
+    add_state(listing)
     listing.add_argument("--limit", type=positive_int, help="show at most N rows")
     add_json(listing)
 
@@ -53,8 +55,9 @@ def register(subparsers: Any) -> None:
     add_json(show)
 
     stats = _action(
-        actions, "stats", "DLQ table counts by error class and age, oldest entry", handle_stats
+        actions, "stats", "open DLQ rows by error class and age, oldest entry", handle_stats
     )
+    add_state(stats)
     add_json(stats)
 
     retry = _action(
@@ -107,11 +110,26 @@ def register(subparsers: Any) -> None:
     )
     add_json(replay)
 
-    purge = _action(actions, "purge", "delete old DLQ table rows", handle_purge)
+    purge = _action(
+        actions, "purge", "close old open DLQ rows as purged, or delete history", handle_purge
+    )
     purge.add_argument(
-        "--older-than", type=duration_arg, required=True, help="rows created before this age ago"
+        "--older-than",
+        type=duration_arg,
+        required=True,
+        help="rows created before this age ago (with --resolved: resolved before it)",
     )
     purge.add_argument("--error-class", help="only rows with this error class")
+    purge.add_argument(
+        "--resolved",
+        action="store_true",
+        help="delete resolved rows (retention of history) instead of closing open ones",
+    )
+    purge.add_argument(
+        "--hard",
+        action="store_true",
+        help="delete matching rows, open or resolved, instead of keeping audit rows",
+    )
     purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
 
@@ -149,18 +167,21 @@ def handle_list(args: argparse.Namespace) -> int:
         emit_json([row.summary(now) for row in rows])
         return 0
     if not rows:
-        print("no DLQ rows match")
+        print("no open DLQ rows match" if args.state == "open" else "no DLQ rows match")
         return 0
-    table = [("ID", "LISTING", "ACTION", "ERROR_CLASS", "ATTEMPTS", "AGE", "LAST_ERROR")]
+    headings = "ID LISTING VERSION ACTION ERROR_CLASS ATTEMPTS AGE STATE LAST_ERROR"
+    table = [tuple(headings.split())]
     for row in rows:
         table.append(
             (
                 str(row.id),
                 "-" if row.listing_id is None else str(row.listing_id),
+                "-" if row.version is None else str(row.version),
                 row.action,
                 row.error_class,
                 str(row.attempts),
                 format_age(now - row.created_at),
+                row.state,
                 short(row.last_error),
             )
         )
@@ -197,6 +218,15 @@ def handle_show(args: argparse.Namespace) -> int:
         ("action", row.action),
         ("error_class", row.error_class),
         ("attempts", str(row.attempts)),
+        ("version", "-" if row.version is None else str(row.version)),
+        ("state", row.state),
+        ("resolved_at", "-" if row.resolved_at is None else row.resolved_at.isoformat()),
+        (
+            "replayed",
+            f"{row.replay_count} times, last {row.replayed_at.isoformat()}"
+            if row.replayed_at is not None
+            else f"{row.replay_count} times",
+        ),
         ("created_at", f"{row.created_at.isoformat()} ({format_age(now - row.created_at)} ago)"),
         ("last_attempt_at", row.last_attempt_at.isoformat()),
         ("source", source),
@@ -226,7 +256,7 @@ def handle_stats(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
 
     async def work(q: DlqQueries) -> Any:
-        return await q.stats(await q.now())
+        return await q.stats(await q.now(), args.state)
 
     code, stats = run_action("stats", lambda: with_queries(settings, work))
     if stats is None:
@@ -234,7 +264,9 @@ def handle_stats(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(stats.to_json())
         return 0
-    print(f"total: {stats.total}")
+    print(f"{stats.state} rows: {stats.total}")
+    by_state = stats.by_state or {}
+    print("table: " + (", ".join(f"{n} {name}" for name, n in by_state.items()) or "empty"))
     print("by error class:")
     for name, count in stats.by_error_class.items():
         print(f"  {name:<24}{count}")

@@ -42,13 +42,34 @@ def positive_float(text: str) -> float:
     return value
 
 
-def row_filter(args: argparse.Namespace) -> RowFilter:
-    """The table filter named by the flags `add_row_filters` added."""
+def row_filter(args: argparse.Namespace, *, state: str | None = None) -> RowFilter:
+    """The table filter named by the flags `add_row_filters` (and `add_state`) added."""
     return RowFilter(
         error_class=args.error_class,
         listing_id=args.listing_id,
         older_than=getattr(args, "older_than", None),
         newer_than=getattr(args, "newer_than", None),
+        state=str(state or getattr(args, "state", None) or "open"),
+    )
+
+
+def add_state(parser: argparse.ArgumentParser) -> None:
+    """`--all` / `--resolved`: open rows unless asked for history."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--all",
+        dest="state",
+        action="store_const",
+        const="all",
+        default="open",
+        help="open and resolved rows (default: open only)",
+    )
+    group.add_argument(
+        "--resolved",
+        dest="state",
+        action="store_const",
+        const="resolved",
+        help="resolved rows only (history)",
     )
 
 

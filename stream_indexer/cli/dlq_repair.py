@@ -24,7 +24,10 @@ from stream_indexer.repair.retry import DlqRetrier, RetryOptions, RetryReport
 def handle_retry(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     options = RetryOptions(
-        where=row_filter(args), limit=args.limit, batch_size=args.batch_size, dry_run=args.dry_run
+        where=row_filter(args, state="open"),
+        limit=args.limit,
+        batch_size=args.batch_size,
+        dry_run=args.dry_run,
     )
 
     async def work() -> RetryReport:
@@ -65,7 +68,7 @@ def handle_retry(args: argparse.Namespace) -> int:
             print(f"id {o.row_id} (listing {o.listing_id or '-'}): failed again: {o.detail}")
     print(
         f"retried {report.retried}: {report.succeeded} succeeded "
-        f"({report.count('written')} written, {report.count('stale')} stale) and were removed, "
+        f"({report.count('written')} written, {report.count('stale')} stale) and were resolved, "
         f"{report.failed_again} failed again"
     )
     if report.changed_meanwhile:
@@ -140,6 +143,11 @@ def handle_replay(args: argparse.Namespace) -> int:
             f"{report.value_unavailable} degraded records skipped: the DLQ table no longer "
             "holds their original value (see docs/dlq.md, Degraded letters)"
         )
+    if report.rows_not_marked:
+        print(
+            f"{report.rows_not_marked} replayed records could not be marked on their DLQ "
+            "table rows (table unreachable); the indexer still resolves them when they land"
+        )
     if options.dry_run:
         print("nothing was published and no offset was committed")
     return 0
@@ -150,7 +158,18 @@ def handle_replay(args: argparse.Namespace) -> int:
 
 def handle_purge(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    where = RowFilter(error_class=args.error_class, older_than=args.older_than)
+    if args.resolved:  # retention: history resolved before the cut-off goes
+        where = RowFilter(
+            error_class=args.error_class, state="resolved", resolved_older_than=args.older_than
+        )
+    else:
+        where = RowFilter(
+            error_class=args.error_class,
+            older_than=args.older_than,
+            state="all" if args.hard else "open",
+        )
+    delete = args.resolved or args.hard
+    verb = "deleted" if delete else "closed as purged"
 
     async def count(q: DlqQueries) -> tuple[datetime, int]:
         now = await q.now()
@@ -161,29 +180,34 @@ def handle_purge(args: argparse.Namespace) -> int:
         return code
     now, matching = counted
     if matching == 0:
-        print("0 rows deleted (none match)")
+        print(f"0 rows {verb} (none match)")
         return 0
     if not args.yes and not _confirm(matching, args):
         hint = "" if sys.stdin.isatty() else " (stdin is not a terminal: pass --yes)"
-        print(f"stream-indexer dlq purge: aborted; nothing deleted{hint}", file=sys.stderr)
+        print(f"stream-indexer dlq purge: aborted; nothing changed{hint}", file=sys.stderr)
         return 1
 
     async def purge(q: DlqQueries) -> int:
-        return await q.purge(where, now)
+        return await q.purge(where, now, hard=delete)
 
     code, deleted = run_action("purge", lambda: with_queries(settings, purge))
     if deleted is None:
         return code
-    print(f"{deleted} rows deleted")
+    print(f"{deleted} rows {verb}")
     return 0
 
 
 def _confirm(matching: int, args: argparse.Namespace) -> bool:
     """Ask on stderr, read one line from stdin: only `y` or `yes` confirms."""
     scope = f" with error class {args.error_class}" if args.error_class else ""
-    sys.stderr.write(
-        f"Delete {matching} DLQ rows older than {format_age(args.older_than)}{scope}? [y/N] "
-    )
+    age = format_age(args.older_than)
+    if args.resolved:
+        question = f"Delete {matching} DLQ rows resolved more than {age} ago{scope}?"
+    elif args.hard:
+        question = f"Delete {matching} DLQ rows older than {age}{scope}?"
+    else:
+        question = f"Close {matching} open DLQ rows older than {age}{scope} as purged?"
+    sys.stderr.write(f"{question} [y/N] ")
     sys.stderr.flush()
     answer = sys.stdin.readline()
     return answer.strip().lower() in ("y", "yes")

@@ -55,4 +55,5 @@ def dead_letter_for(
         attempts=attempts,
         consumer_group=consumer_group,
         failed_at=datetime.now(UTC),
+        version=found.version,
     )

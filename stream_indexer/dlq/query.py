@@ -6,6 +6,11 @@ count a purge asks to confirm and the rows it then deletes use the same cut-off.
 measured from `created_at`, when the row first entered the table; a row that keeps failing
 keeps its age (its `last_attempt_at` moves, its `created_at` does not).
 
+Rows have a lifecycle (migration 000004, `resolver.py`): open (`resolved_at` NULL) until
+resolved `indexed`, `superseded`, `stale` or `purged`. `list` and `stats` show open rows
+unless asked for `all` or `resolved`; `purge` resolves rows as `purged` (an audit row
+stays) unless hard; retention deletes resolved rows by `resolved_at`.
+
 Raw bytes are shown safely: UTF-8 text when they decode, else base64, always labelled.
 """
 
@@ -36,8 +41,15 @@ AGE_BUCKETS: tuple[tuple[str, timedelta | None], ...] = (
 
 _SUMMARY_COLUMNS = (
     "id, listing_id, action, error_class, attempts, last_error, created_at, last_attempt_at, "
-    'topic, "partition", "offset"'
+    'topic, "partition", "offset", version, resolved_at, resolution, replayed_at, replay_count'
 )
+#: which rows by lifecycle state: open (the default of list and stats), resolved, all
+STATES = ("open", "resolved", "all")
+_STATE_CONDITION = {
+    "open": "resolved_at IS NULL",
+    "resolved": "resolved_at IS NOT NULL",
+    "all": None,
+}
 
 
 def parse_duration(text: str) -> timedelta:
@@ -91,6 +103,9 @@ class RowFilter:
     listing_id: int | None = None
     older_than: timedelta | None = None
     newer_than: timedelta | None = None
+    state: str = "all"
+    #: resolved more than this long ago (retention of history)
+    resolved_older_than: timedelta | None = None
 
     def where(self, now: datetime, first_param: int = 1) -> tuple[str, list[Any]]:
         """The SQL condition (`TRUE` when empty) and its parameters, ages cut at `now`."""
@@ -109,6 +124,11 @@ class RowFilter:
             conditions.append(f"created_at < {param(now - self.older_than)}")
         if self.newer_than is not None:
             conditions.append(f"created_at >= {param(now - self.newer_than)}")
+        state = _STATE_CONDITION[self.state]
+        if state is not None:
+            conditions.append(state)
+        if self.resolved_older_than is not None:
+            conditions.append(f"resolved_at < {param(now - self.resolved_older_than)}")
         return (" AND ".join(conditions) or "TRUE"), params
 
 
@@ -137,6 +157,21 @@ class DlqRow:
     value_size: int | None = None
     value_sha256: str | None = None
     value_truncated: bool = False
+    #: lifecycle (migration 000004): the letter's event version, how and when it closed,
+    #: and what `dlq replay` published for it
+    version: int | None = None
+    resolved_at: datetime | None = None
+    resolution: str | None = None
+    replayed_at: datetime | None = None
+    replay_count: int = 0
+
+    @property
+    def state(self) -> str:
+        """`open`, `replayed, waiting` (published by replay, not resolved yet) or the
+        resolution."""
+        if self.resolution is not None:
+            return self.resolution
+        return "replayed, waiting" if self.replayed_at is not None else "open"
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> DlqRow:
@@ -163,6 +198,12 @@ class DlqRow:
             "topic": self.topic,
             "partition": self.partition,
             "offset": self.offset,
+            "version": self.version,
+            "state": self.state,
+            "resolution": self.resolution,
+            "resolved_at": None if self.resolved_at is None else self.resolved_at.isoformat(),
+            "replayed_at": None if self.replayed_at is None else self.replayed_at.isoformat(),
+            "replay_count": self.replay_count,
         }
 
     def detail(self, now: datetime) -> dict[str, Any]:
@@ -189,6 +230,9 @@ class DlqStats:
     by_age: dict[str, int]
     oldest_created_at: datetime | None
     now: datetime
+    state: str = "open"
+    #: the whole table by lifecycle: open, and resolved by resolution
+    by_state: dict[str, int] | None = None
 
     @property
     def oldest_age(self) -> timedelta | None:
@@ -197,7 +241,9 @@ class DlqStats:
     def to_json(self) -> dict[str, Any]:
         age = self.oldest_age
         return {
+            "state": self.state,
             "total": self.total,
+            "by_state": self.by_state or {},
             "by_error_class": self.by_error_class,
             "by_age": self.by_age,
             "oldest": None
@@ -254,29 +300,40 @@ class DlqQueries:
         )
         return total
 
-    async def purge(self, where: RowFilter, now: datetime) -> int:
-        """Delete matching rows; returns how many went."""
+    async def purge(self, where: RowFilter, now: datetime, *, hard: bool = False) -> int:
+        """Resolve matching open rows as `purged` (audit rows stay), or with `hard` delete
+        every matching row; returns how many."""
         condition, params = where.where(now)
-        status: str = await self._conn.execute(
-            f"DELETE FROM {self._quoted} WHERE {condition}", *params
-        )
+        if hard:
+            sql = f"DELETE FROM {self._quoted} WHERE {condition}"
+        else:
+            sql = (
+                f"UPDATE {self._quoted} SET resolved_at = now(), resolution = 'purged' "
+                f"WHERE resolved_at IS NULL AND {condition}"
+            )
+        status: str = await self._conn.execute(sql, *params)
         return int(status.split()[-1])
 
-    async def stats(self, now: datetime) -> DlqStats:
+    async def stats(self, now: datetime, state: str = "open") -> DlqStats:
+        selected = _STATE_CONDITION[state] or "TRUE"
         by_class = await self._conn.fetch(
-            f"SELECT error_class, count(*) AS n FROM {self._quoted} "
+            f"SELECT error_class, count(*) AS n FROM {self._quoted} WHERE {selected} "
             "GROUP BY error_class ORDER BY n DESC, error_class"
+        )
+        by_state = await self._conn.fetch(
+            f"SELECT coalesce(resolution, 'open') AS state, count(*) AS n FROM {self._quoted} "
+            "GROUP BY 1 ORDER BY 1"
         )
         bounds = [bound for _label, bound in AGE_BUCKETS if bound is not None]
         buckets = " ".join(f"WHEN created_at > ${i + 1} THEN {i}" for i in range(len(bounds)))
         by_age_rows = await self._conn.fetch(
             f"SELECT CASE {buckets} ELSE {len(bounds)} END AS bucket, count(*) AS n "
-            f"FROM {self._quoted} GROUP BY bucket",
+            f"FROM {self._quoted} WHERE {selected} GROUP BY bucket",
             *[now - bound for bound in bounds],
         )
         counts = {int(r["bucket"]): int(r["n"]) for r in by_age_rows}
         oldest: datetime | None = await self._conn.fetchval(
-            f"SELECT min(created_at) FROM {self._quoted}"
+            f"SELECT min(created_at) FROM {self._quoted} WHERE {selected}"
         )
         return DlqStats(
             total=sum(counts.values()),
@@ -284,18 +341,41 @@ class DlqQueries:
             by_age={label: counts.get(i, 0) for i, (label, _b) in enumerate(AGE_BUCKETS)},
             oldest_created_at=None if oldest is None else oldest.astimezone(UTC),
             now=now,
+            state=state,
+            by_state={str(r["state"]): int(r["n"]) for r in by_state},
         )
 
-    async def mark_succeeded(self, rows: Sequence[DlqRow]) -> int:
-        """Delete rows a retry wrote, unless the indexer updated them meanwhile (then the row
-        holds a newer failure, which must stay). Returns how many were deleted."""
+    async def mark_succeeded(self, rows: Sequence[tuple[DlqRow, str]]) -> int:
+        """Resolve rows a retry wrote (`indexed`) or found stale, unless the indexer updated
+        them meanwhile (then the row holds a newer failure, which must stay open) or resolved
+        them already. Returns how many were resolved."""
         if not rows:
             return 0
         status: str = await self._conn.execute(
-            f"DELETE FROM {self._quoted} AS d USING unnest($1::bigint[], $2::timestamptz[]) "
-            "AS r(id, seen) WHERE d.id = r.id AND d.last_attempt_at = r.seen",
-            [row.id for row in rows],
-            [row.last_attempt_at for row in rows],
+            f"UPDATE {self._quoted} AS d SET resolved_at = now(), resolution = r.resolution "
+            "FROM unnest($1::bigint[], $2::timestamptz[], $3::text[]) "
+            "AS r(id, seen, resolution) "
+            "WHERE d.id = r.id AND d.last_attempt_at = r.seen AND d.resolved_at IS NULL",
+            [row.id for row, _r in rows],
+            [row.last_attempt_at for row, _r in rows],
+            [resolution for _row, resolution in rows],
+        )
+        return int(status.split()[-1])
+
+    async def mark_replayed(self, sources: Sequence[tuple[str, int, int]]) -> int:
+        """Record that `dlq replay` published the record each row holds (by its source topic,
+        partition, offset): `replayed_at = now()`, `replay_count + 1`. A row a newer failure
+        replaced meanwhile holds another source and is left alone."""
+        if not sources:
+            return 0
+        status: str = await self._conn.execute(
+            f"UPDATE {self._quoted} AS d SET replayed_at = now(), "
+            "replay_count = d.replay_count + 1 "
+            "FROM unnest($1::text[], $2::integer[], $3::bigint[]) AS s(topic, p, o) "
+            'WHERE d.topic = s.topic AND d."partition" = s.p AND d."offset" = s.o',
+            [topic for topic, _p, _o in sources],
+            [partition for _t, partition, _o in sources],
+            [offset for _t, _p, offset in sources],
         )
         return int(status.split()[-1])
 
@@ -321,6 +401,7 @@ class DlqQueries:
 
 __all__ = [
     "AGE_BUCKETS",
+    "STATES",
     "DlqQueries",
     "DlqRow",
     "DlqStats",

@@ -35,6 +35,9 @@ class DeadLetter:
     attempts: int
     consumer_group: str
     failed_at: datetime
+    #: the event version read from the value, None when it cannot be read (the table's
+    #: `version`: the row resolves once its listing is indexed at or past it)
+    version: int | None = None
 
     def __post_init__(self) -> None:
         # Both stores write failed_at as an instant; a naive datetime has no instant.

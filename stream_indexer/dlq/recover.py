@@ -29,12 +29,14 @@ class Recovered:
     data: dict[str, Any] | None
     listing_id: int | None
     action: str | None
+    #: the event's `version`, so the row can be resolved once the listing is indexed past it
+    version: int | None = None
 
 
 def recover(key: bytes | None, value: bytes | None) -> Recovered:
     """Everything `recover_*` gives, parsing the value once."""
     parsed = recover_json(value)
-    return Recovered(parsed, _listing_id(key, parsed), _action(parsed))
+    return Recovered(parsed, _listing_id(key, parsed), _action(parsed), _version(parsed))
 
 
 def recover_json(value: bytes | None) -> dict[str, Any] | None:
@@ -85,6 +87,13 @@ def _listing_id(key: bytes | None, parsed: dict[str, Any] | None) -> int | None:
 def _action(parsed: dict[str, Any] | None) -> str | None:
     action = None if parsed is None else parsed.get("action")
     return action if action in ("index", "delete") else None
+
+
+def _version(parsed: dict[str, Any] | None) -> int | None:
+    version = None if parsed is None else parsed.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and 0 <= version <= MAX_LONG:
+        return version
+    return None
 
 
 def _positive_long(raw: bytes | None) -> int | None:

@@ -10,6 +10,11 @@ same listing failing in two partitions can be counted twice on re-delivery. Rows
 listing id are kept one per source offset. One statement per kind (with and without listing
 id), rows passed as arrays through `unnest`.
 
+A resolved row (migration 000004, `resolver.py`) is history: a new failure of its listing
+reopens it as a new problem (attempts, `created_at` and `replay_count` start again), while a
+re-delivery of the record it already holds leaves it resolved. Any new failure clears
+`replayed_at`: the replayed copy, if any, is no longer awaited.
+
 `headers` is stored as a JSON array of `[name, base64(value)]` pairs in the original order,
 so the bytes round-trip exactly (`decode_headers`). Text Postgres cannot hold (NUL, lone
 surrogates) is escaped; `data` that jsonb cannot hold is stored as NULL (the raw `value`
@@ -64,16 +69,16 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
 _COLUMNS = (
     "listing_id, action, data, attempts, last_error, created_at, last_attempt_at, "
     'topic, "partition", "offset", key, value, headers, error_class, consumer_group, '
-    "value_size, value_sha256, value_truncated"
+    "value_size, value_sha256, value_truncated, version"
 )
 _UNNEST = (
     "unnest($1::bigint[], $2::text[], $3::jsonb[], $4::integer[], $5::text[], "
     "$6::timestamptz[], $7::text[], $8::integer[], $9::bigint[], $10::bytea[], "
     "$11::bytea[], $12::jsonb[], $13::text[], $14::text[], $15::bigint[], $16::text[], "
-    "$17::boolean[]) WITH ORDINALITY AS "
+    "$17::boolean[], $18::bigint[]) WITH ORDINALITY AS "
     "u(listing_id, action, data, attempts, last_error, failed_at, topic, "
     '"partition", "offset", key, value, headers, error_class, consumer_group, '
-    "value_size, value_sha256, value_truncated, ord)"
+    "value_size, value_sha256, value_truncated, version, ord)"
 )
 _SET_LATEST = """
     data = EXCLUDED.data,
@@ -89,7 +94,9 @@ _SET_LATEST = """
     consumer_group = EXCLUDED.consumer_group,
     value_size = EXCLUDED.value_size,
     value_sha256 = EXCLUDED.value_sha256,
-    value_truncated = EXCLUDED.value_truncated"""
+    value_truncated = EXCLUDED.value_truncated,
+    version = EXCLUDED.version,
+    replayed_at = NULL"""
 
 # Rows with a listing id. `letters` drops exact duplicates (same source record); `latest` is
 # the newest letter per (listing_id, action) in log order (highest offset; a listing's events
@@ -110,19 +117,26 @@ WITH letters AS (
 INSERT INTO {{table}} AS d ({_COLUMNS})
 SELECT listing_id, action, data, total_attempts, last_error, failed_at, failed_at,
        topic, "partition", "offset", key, value, headers, error_class, consumer_group,
-       value_size, value_sha256, value_truncated
+       value_size, value_sha256, value_truncated, version
 FROM latest
 ON CONFLICT (listing_id, action) DO UPDATE SET{_SET_LATEST},
-    attempts = d.attempts + COALESCE((
+    attempts = CASE WHEN d.resolved_at IS NOT NULL THEN EXCLUDED.attempts
+                    ELSE d.attempts + COALESCE((
         SELECT sum(l.attempts)::integer FROM letters AS l
         WHERE l.listing_id = d.listing_id AND l.action = d.action
           AND NOT (l.topic IS NOT DISTINCT FROM d.topic
                    AND l."partition" IS NOT DISTINCT FROM d."partition"
                    AND l."offset" <= d."offset")
-    ), 0)
+    ), 0) END,
+    created_at = CASE WHEN d.resolved_at IS NOT NULL THEN EXCLUDED.created_at
+                      ELSE d.created_at END,
+    replay_count = CASE WHEN d.resolved_at IS NOT NULL THEN 0 ELSE d.replay_count END,
+    resolved_at = NULL,
+    resolution = NULL
 WHERE NOT (EXCLUDED.topic IS NOT DISTINCT FROM d.topic
            AND EXCLUDED."partition" IS NOT DISTINCT FROM d."partition"
-           AND EXCLUDED."offset" < d."offset")
+           AND (EXCLUDED."offset" < d."offset"
+                OR (EXCLUDED."offset" = d."offset" AND d.resolved_at IS NOT NULL)))
 """
 
 # Rows without a listing id: one per source record, so a conflict is always a re-delivery.
@@ -135,9 +149,10 @@ WITH latest AS (
 INSERT INTO {{table}} AS d ({_COLUMNS})
 SELECT listing_id, action, data, attempts, last_error, failed_at, failed_at,
        topic, "partition", "offset", key, value, headers, error_class, consumer_group,
-       value_size, value_sha256, value_truncated
+       value_size, value_sha256, value_truncated, version
 FROM latest
 ON CONFLICT (topic, "partition", "offset") WHERE listing_id IS NULL DO UPDATE SET{_SET_LATEST}
+WHERE d.resolved_at IS NULL
 """
 
 
@@ -187,7 +202,7 @@ def decode_headers(column: str | list[list[str]] | None) -> tuple[tuple[str, byt
 
 
 def _columns(letters: Sequence[DeadLetter], max_value_bytes: int) -> list[list[Any]]:
-    """The 17 arrays `unnest` takes, in `_UNNEST` order."""
+    """The 18 arrays `unnest` takes, in `_UNNEST` order."""
     rows = []
     for letter in letters:
         value = stored_value(letter.value, max_value_bytes)
@@ -210,6 +225,7 @@ def _columns(letters: Sequence[DeadLetter], max_value_bytes: int) -> list[list[A
                 value.size,
                 value.sha256,
                 value.truncated,
+                letter.version,
             )
         )
     return [list(column) for column in zip(*rows, strict=True)]

@@ -134,12 +134,38 @@ class Metrics:
         )
         self.dlq_entries = Gauge(
             "stream_indexer_dlq_entries",
-            "Rows in the Postgres DLQ table (sampled periodically).",
+            "Rows in the Postgres DLQ table, open and resolved (sampled periodically).",
             registry=r,
         )
         self.dlq_oldest_entry_age = Gauge(
             "stream_indexer_dlq_oldest_entry_age_seconds",
-            "Age of the oldest row in the Postgres DLQ table; 0 when it is empty.",
+            "Age of the oldest row in the Postgres DLQ table, open or resolved; 0 when empty.",
+            registry=r,
+        )
+        self.dlq_open_rows = Gauge(
+            "stream_indexer_dlq_open_rows",
+            "Open (unresolved) rows in the Postgres DLQ table (sampled periodically).",
+            registry=r,
+        )
+        self.dlq_oldest_open_age = Gauge(
+            "stream_indexer_dlq_oldest_open_age_seconds",
+            "Age of the oldest open row in the Postgres DLQ table; 0 when none is open.",
+            registry=r,
+        )
+        self.dlq_resolved_rows = Counter(
+            "stream_indexer_dlq_resolved_rows",
+            "DLQ table rows this process resolved, by resolution (indexed, superseded, stale).",
+            ["resolution"],
+            registry=r,
+        )
+        self.dlq_resolutions_pending = Gauge(
+            "stream_indexer_dlq_resolutions_pending",
+            "Written listings waiting to resolve their DLQ rows (the table may be down).",
+            registry=r,
+        )
+        self.dlq_resolutions_dropped = Counter(
+            "stream_indexer_dlq_resolutions_dropped",
+            "Written listings whose DLQ resolution was dropped (buffer full); rows stay open.",
             registry=r,
         )
         self.circuit_state = Gauge(

@@ -25,6 +25,7 @@ from stream_indexer.dlq.held import HeldLetters
 from stream_indexer.dlq.letters import dead_letter_for
 from stream_indexer.dlq.record import DeadLetter
 from stream_indexer.dlq.redaction import Redactor
+from stream_indexer.dlq.resolver import DeadLetterResolver, Written
 from stream_indexer.dlq.writer import DeadLetterWriter
 from stream_indexer.errors import (
     DeadLetterStoreError,
@@ -60,6 +61,8 @@ class WorkerContext:
     redactor: Redactor | None = None
     #: partitions holding letters a DLQ store has not taken (readiness, held-letters gauge)
     held: HeldLetters = field(default_factory=HeldLetters)
+    #: closes DLQ rows of listings written at or past their version (best effort, buffered)
+    resolver: DeadLetterResolver | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -78,6 +81,8 @@ class _BatchOutcome:
     deleted: int = 0
     stale: int = 0
     letters: list[DeadLetter] = field(default_factory=list)
+    #: what was written (or found stale) at which version, for the resolver
+    resolves: list[Written] = field(default_factory=list)
 
 
 class PartitionWorker:
@@ -263,6 +268,9 @@ class PartitionWorker:
             await self._write(writes, outcome)
         if outcome.letters:
             await self._dead_letter(outcome.letters)
+        if outcome.resolves and ctx.resolver is not None:
+            # after this batch's own letters are stored, so a row they create can be closed
+            ctx.resolver.note(outcome.resolves)
 
         self.tracker.complete(token)
         now = time.monotonic()
@@ -343,14 +351,22 @@ class PartitionWorker:
         )
         now_wall = time.time()
         ages: list[float] = []
+        resolves = outcome.resolves if ctx.resolver is not None else None
         for write in result.written:
             if is_tombstone(write):
                 outcome.deleted += 1
             else:
                 outcome.written += 1
-            ages.append(max(0.0, now_wall - write.context.event.occurred_at.timestamp()))
+            item: _Decoded = write.context
+            ages.append(max(0.0, now_wall - item.event.occurred_at.timestamp()))
+            if resolves is not None:
+                resolves.append((item.listing_id, item.version, False))
         observe_each(ctx.metrics.freshness, ages)
         if result.stale:
+            if resolves is not None:
+                resolves.extend(
+                    (w.context.listing_id, w.context.version, True) for w in result.stale
+                )
             outcome.stale += len(result.stale)
             ctx.metrics.stale_skipped.labels("version_conflict").inc(len(result.stale))
         for write, error in result.poison:

@@ -16,6 +16,10 @@ first fetch response per partition (some brokers' `end_offsets()` is wrong), wit
 an idle timeout as a backstop. Records not matching the filters are passed over and
 committed too: the group will not offer them again.
 
+Each acknowledged record is noted on its table row (`replayed_at`, `replay_count`:
+`dlq/replayed.py`), so `dlq list` shows it "replayed, waiting" until the indexer resolves
+the row; the replay goes on when the table cannot be reached (`rows_not_marked`).
+
 A degraded DLQ record (its value left out, `x-dlq-value-truncated`) is replayed with the
 key, value and headers its table row kept (`restore.TableOriginals`), checked against
 `x-dlq-value-sha256`; when the table no longer has them the record is skipped and counted
@@ -43,6 +47,7 @@ from stream_indexer.dlq.headers import (
     strip_dlq_headers,
 )
 from stream_indexer.dlq.recover import recover_listing_id
+from stream_indexer.dlq.replayed import ReplayLedger, source_of
 from stream_indexer.dlq.restore import TableOriginals
 from stream_indexer.errors import ReplayError
 from stream_indexer.kafka_clients import consumer_kwargs, create_producer, producer_kwargs
@@ -157,6 +162,8 @@ class ReplayReport:
     no_target: int = 0
     #: degraded records whose original bytes the table no longer has
     value_unavailable: int = 0
+    #: replayed records whose table row could not be marked replayed (table unreachable)
+    rows_not_marked: int = 0
     by_topic: Counter[str] = field(default_factory=Counter)
     #: dry run: one line per record that would be replayed
     planned: list[str] = field(default_factory=list)
@@ -173,6 +180,7 @@ class ReplayReport:
             "filtered_out": self.filtered_out,
             "no_target_topic": self.no_target,
             "value_unavailable": self.value_unavailable,
+            "rows_not_marked": self.rows_not_marked,
             "by_topic": dict(self.by_topic),
         }
 
@@ -208,6 +216,7 @@ class DlqReplayer:
         self._on_start = on_start
         self._on_progress = on_progress
         self._originals: TableOriginals | None = None
+        self._ledger: ReplayLedger | None = None
 
     async def run(self, options: ReplayOptions) -> ReplayReport:
         settings = self._settings
@@ -223,6 +232,7 @@ class DlqReplayer:
         )
         producer: AIOKafkaProducer | None = None
         self._originals = TableOriginals(settings)
+        self._ledger = ReplayLedger(settings)
         try:
             await consumer.start()
             tps = await self._assign(consumer, options.to_topic)
@@ -243,6 +253,8 @@ class DlqReplayer:
                 await producer.stop()
             await consumer.stop()
             await self._originals.close()
+            await self._ledger.close()
+            report.rows_not_marked = self._ledger.unrecorded
         return report
 
     async def _assign(
@@ -321,6 +333,7 @@ class DlqReplayer:
         """Handle one fetched chunk; commit what was examined. True when `--limit` is hit."""
         deliveries: list[asyncio.Future[Any]] = []
         examined: dict[TopicPartition, int] = {}
+        sources: list[tuple[str, int, int]] = []
         limit_hit = False
         try:
             for tp, records in chunk.items():
@@ -333,6 +346,9 @@ class DlqReplayer:
                     future = await self._one(record, producer, pacer, options, report)
                     if future is not None:
                         deliveries.append(future)
+                        source = source_of(record.headers or ())
+                        if source is not None:
+                            sources.append(source)
                     examined[tp] = record.offset + 1
                     report.examined += 1
                     if self._on_progress is not None:
@@ -346,6 +362,8 @@ class DlqReplayer:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+        if sources and self._ledger is not None:
+            await self._ledger.replayed(sources)
         if examined and not options.dry_run:
             await consumer.commit(examined)
         return limit_hit

@@ -3,9 +3,10 @@
 Each selected row's stored key and value go through the same steps as a consumed record:
 `decode_event`, hydration for thin events, the document or tombstone the worker builds
 (`documents.pending_write`), one `_bulk` per batch with `external_gte`. A row whose write now lands
-(or is stale: a newer version is already indexed) is deleted; a row that fails again
-gets `attempts + 1`, its new `last_error` and error class. A row the running indexer
-updated meanwhile (its `last_attempt_at` moved) is left as the indexer wrote it.
+(or is stale: a newer version is already indexed) is resolved `indexed` or `stale` and
+stays as history; a row that fails again stays open with `attempts + 1`, its new
+`last_error` and error class. A row the running indexer updated meanwhile (its
+`last_attempt_at` moved) is left as the indexer wrote it. Only open rows are selected.
 
 Writes go through the pipeline's `BulkWriter` with a bounded policy: whole-request sink
 failures and overload answers are retried with backoff up to the attempt budget, then the
@@ -23,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from stream_indexer.backoff import Backoff, RetryPolicy
 from stream_indexer.dlq.query import DlqQueries, DlqRow, RowFilter
+from stream_indexer.dlq.resolver import INDEXED, STALE
 from stream_indexer.dlq.table import clean_text
 from stream_indexer.errors import (
     PoisonRecordError,
@@ -41,7 +43,7 @@ from stream_indexer.settings import Settings
 
 @dataclass(frozen=True, slots=True)
 class RetryOptions:
-    where: RowFilter = field(default_factory=RowFilter)
+    where: RowFilter = field(default_factory=lambda: RowFilter(state="open"))
     limit: int | None = None
     batch_size: int = 500
     dry_run: bool = False
@@ -205,11 +207,13 @@ class DlqRetrier:
         succeeded: list[tuple[DlqRow, str]] = []
         if writes:
             await self._write(writes, succeeded, failures)
-        deleted = await self._queries.mark_succeeded([row for row, _r in succeeded])
+        resolved = await self._queries.mark_succeeded(
+            [(row, INDEXED if result == "written" else STALE) for row, result in succeeded]
+        )
         updated = await self._queries.mark_failed(
             [(f.row, clean_text(f.error_class), clean_text(f.message)) for f in failures]
         )
-        report.changed_meanwhile += len(succeeded) - deleted + len(failures) - updated
+        report.changed_meanwhile += len(succeeded) - resolved + len(failures) - updated
         for row, result in succeeded:
             report.outcomes.append(RowOutcome(row.id, row.listing_id, result, ""))
         report.outcomes.extend(_failed(f, "failed") for f in failures)

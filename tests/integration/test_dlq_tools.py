@@ -203,7 +203,7 @@ async def test_list_show_and_stats_filter_and_show_bytes_safely(
 
     code, text, _ = await cli(capsys, "dlq", "list")
     assert code == 0
-    assert text.splitlines()[0].split()[:4] == ["ID", "LISTING", "ACTION", "ERROR_CLASS"]
+    assert text.splitlines()[0].split()[:5] == ["ID", "LISTING", "VERSION", "ACTION", "ERROR_CLASS"]
     assert len(text.splitlines()) == 5
 
     shown = await cli_json(capsys, "dlq", "show", str(ids[1]))
@@ -235,10 +235,10 @@ async def test_list_show_and_stats_filter_and_show_bytes_safely(
     assert stats["by_age"] == {"<1h": 1, "<24h": 1, "<7d": 1, "older": 1}
     assert stats["oldest"]["age_seconds"] >= 10 * 86400 - 60
     code, text, _ = await cli(capsys, "dlq", "stats")
-    assert code == 0 and "total: 4" in text and "oldest: " in text
+    assert code == 0 and "open rows: 4" in text and "oldest: " in text
 
 
-async def test_purge_asks_unless_yes_and_deletes_only_matching_old_rows(
+async def test_purge_asks_unless_yes_and_closes_only_matching_old_rows(
     settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old = timedelta(days=2)
@@ -254,22 +254,48 @@ async def test_purge_asks_unless_yes_and_deletes_only_matching_old_rows(
     )
     dsn = settings.postgres.dsn.get_secret_value()
 
+    def states() -> Any:
+        async def read() -> dict[int, str | None]:
+            return {row["listing_id"]: row["resolution"] for row in await dlq_rows(dsn)}
+
+        return read()
+
     monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
     code, out, err = await cli(capsys, "dlq", "purge", "--older-than", "1d")
     assert code == 1
-    assert "Delete 2 DLQ rows older than 1d?" in err and "aborted" in err
-    assert len(await dlq_rows(dsn)) == 3
+    assert "Close 2 open DLQ rows older than 1d as purged?" in err and "aborted" in err
+    assert await states() == {1: None, 2: None, 3: None}
 
     code, out, _ = await cli(
         capsys, "dlq", "purge", "--older-than", "1d", "--error-class", "undecodable", "--yes"
     )
-    assert code == 0 and out.strip() == "1 rows deleted"
-    assert sorted(row["listing_id"] for row in await dlq_rows(dsn)) == [2, 3]
+    assert code == 0 and out.strip() == "1 rows closed as purged"
+    assert await states() == {1: "purged", 2: None, 3: None}  # the audit row stays
 
     monkeypatch.setattr("sys.stdin", io.StringIO("yes\n"))
     code, out, _ = await cli(capsys, "dlq", "purge", "--older-than", "1d")
+    assert code == 0 and out.strip() == "1 rows closed as purged"
+    assert await states() == {1: "purged", 2: "purged", 3: None}
+    assert [row["listing_id"] for row in await cli_json(capsys, "dlq", "list")] == [3]
+    history = await cli_json(capsys, "dlq", "list", "--resolved")
+    assert [(row["listing_id"], row["state"]) for row in history] == [
+        (1, "purged"),
+        (2, "purged"),
+    ]
+    assert len(await cli_json(capsys, "dlq", "list", "--all")) == 3
+    stats = await cli_json(capsys, "dlq", "stats")
+    assert stats["total"] == 1 and stats["by_state"] == {"open": 1, "purged": 2}
+
+    # Retention: history resolved long enough ago goes; just-resolved history stays.
+    code, out, _ = await cli(capsys, "dlq", "purge", "--resolved", "--older-than", "30d", "--yes")
+    assert code == 0 and out.strip() == "0 rows deleted (none match)"
+    code, out, _ = await cli(capsys, "dlq", "purge", "--resolved", "--older-than", "0s", "--yes")
+    assert code == 0 and out.strip() == "2 rows deleted"
+    assert await states() == {3: None}
+
+    code, out, _ = await cli(capsys, "dlq", "purge", "--hard", "--older-than", "0s", "--yes")
     assert code == 0 and out.strip() == "1 rows deleted"
-    assert [row["listing_id"] for row in await dlq_rows(dsn)] == [3]
+    assert await states() == {}
 
 
 async def test_retry_indexes_rows_valid_now_counts_failures_and_dry_run_changes_nothing(
@@ -342,8 +368,15 @@ async def test_retry_indexes_rows_valid_now_counts_failures_and_dry_run_changes_
     assert report["retried"] == 4
     assert (report["written"], report["stale"], report["failed_again"]) == (2, 1, 1)
 
-    [left] = await dlq_rows(dsn)
-    assert left["listing_id"] == 504
+    after = {row["listing_id"]: row for row in await dlq_rows(dsn)}
+    assert {listing: row["resolution"] for listing, row in after.items()} == {
+        501: "indexed",
+        502: "indexed",
+        503: "stale",
+        504: None,
+    }
+    assert all(after[listing]["resolved_at"] is not None for listing in (501, 502, 503))
+    left = after[504]
     assert left["attempts"] == before[504]["attempts"] + 1
     assert left["error_class"] == "undecodable"
     assert left["last_error"].startswith("value is not valid JSON")
@@ -362,8 +395,8 @@ async def test_retry_indexes_rows_valid_now_counts_failures_and_dry_run_changes_
 
     code, text, _ = await cli(capsys, "dlq", "retry")
     assert code == 0
-    assert "retried 1: 0 succeeded" in text and "1 failed again" in text
-    [left] = await dlq_rows(dsn)
+    assert "retried 1: 0 succeeded" in text and "1 failed again" in text  # open rows only
+    [left] = [row for row in await dlq_rows(dsn) if row["resolved_at"] is None]
     assert left["attempts"] == before[504]["attempts"] + 2
 
 

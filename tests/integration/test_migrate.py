@@ -249,3 +249,51 @@ def test_cli_dsn_defaults_to_settings(
     assert main(["migrate", "up", "--path", str(dlq_only)]) == 0
 
     assert "applied 000001" in capsys.readouterr().out
+
+
+async def test_lifecycle_migration_keeps_rows_open_reads_versions_and_reverts(
+    pg_dsn: str,
+) -> None:
+    assert await migrate_up(pg_dsn, steps=3) == [1, 2, 3]
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO opensearch_indexing_dlq (listing_id, action, data, attempts, last_error,"
+            " error_class) VALUES (7, 'index', '{\"version\": 12}', 2, 'x', 'mapping_rejected'),"
+            " (8, 'index', '{\"version\": \"no\"}', 1, 'x', 'schema_invalid'),"
+            " (NULL, 'unknown', NULL, 1, 'x', 'undecodable')"
+        )
+        assert await migrate_up(pg_dsn) == [4]
+        rows = await conn.fetch(
+            "SELECT listing_id, version, resolved_at, resolution, replayed_at, replay_count"
+            " FROM opensearch_indexing_dlq ORDER BY id"
+        )
+        assert [tuple(row) for row in rows] == [
+            (7, 12, None, None, None, 0),
+            (8, None, None, None, None, 0),
+            (None, None, None, None, None, 0),
+        ]
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("UPDATE opensearch_indexing_dlq SET resolution = 'fixed'")
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("UPDATE opensearch_indexing_dlq SET resolved_at = now()")
+        await conn.execute(
+            "UPDATE opensearch_indexing_dlq SET resolved_at = now(), resolution = 'indexed'"
+            " WHERE listing_id = 7"
+        )
+
+        assert await migrate_down(pg_dsn, steps=1) == [4]
+        columns = {
+            row["column_name"]
+            for row in await conn.fetch(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_name = 'opensearch_indexing_dlq'"
+            )
+        }
+        count_rows = await conn.fetchval("SELECT count(*) FROM opensearch_indexing_dlq")
+        assert count_rows == 3
+    finally:
+        await conn.close()
+    assert not columns & {"version", "resolved_at", "resolution", "replayed_at", "replay_count"}
+    assert "value_sha256" in columns
+    assert await current_version(pg_dsn) == (3, False)

@@ -61,7 +61,8 @@ def test_panels_cover_what_operators_watch() -> None:
         "stream_indexer_freshness_seconds_bucket",  # freshness
         "stream_indexer_bulk_duration_seconds_bucket",  # bulk latency percentiles
         "stream_indexer_dlq_writes_total",  # DLQ rate
-        "stream_indexer_dlq_entries",  # DLQ depth
+        "stream_indexer_dlq_open_rows",  # DLQ depth: open rows, not history
+        "stream_indexer_dlq_oldest_open_age_seconds",
         "opensearch_indexing_retry_total",  # retries
         "stream_indexer_circuit_state",  # circuit
         "stream_indexer_rebalances_total",  # rebalances

@@ -100,9 +100,26 @@ def test_list_flags_become_a_row_filter() -> None:
         ["dlq", "list", "--error-class", "undecodable", "--listing-id", "7", "--older-than", "2h"]
     )
     assert row_filter(args) == RowFilter(
-        error_class="undecodable", listing_id=7, older_than=timedelta(hours=2)
+        error_class="undecodable", listing_id=7, older_than=timedelta(hours=2), state="open"
     )
     assert args.limit is None and args.json is False
+
+
+@pytest.mark.parametrize(
+    ("flags", "state"), [([], "open"), (["--all"], "all"), (["--resolved"], "resolved")]
+)
+def test_list_and_stats_show_open_rows_unless_asked_for_history(
+    flags: list[str], state: str
+) -> None:
+    for action in ("list", "stats"):
+        args = build_parser().parse_args(["dlq", action, *flags])
+        assert args.state == state
+    assert row_filter(build_parser().parse_args(["dlq", "list", *flags])).state == state
+
+
+def test_all_and_resolved_exclude_each_other() -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["dlq", "list", "--all", "--resolved"])
 
 
 @pytest.mark.parametrize(
