@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +36,7 @@ from stream_indexer.models import ListingEvent
 from stream_indexer.observability.metrics import Metrics, observe_each, observe_many
 from stream_indexer.opensearch.bulk import PendingWrite
 from stream_indexer.opensearch.writer import BulkWriter
+from stream_indexer.pipeline.buffer import Buffered, PartitionBuffer
 from stream_indexer.pipeline.coalesce import coalesce
 from stream_indexer.pipeline.decode import decode_event
 from stream_indexer.pipeline.documents import is_tombstone, pending_writes
@@ -93,62 +93,33 @@ class PartitionWorker:
         self.partition = partition
         self.tracker = OffsetTracker()
         self._ctx = ctx
-        batch = ctx.settings.batch
-        self._max_records = batch.max_records
-        self._max_bytes = batch.max_bytes
-        self._linger_s = batch.linger_ms / 1000
-        self._buffer_max_records = batch.buffer_max_records
-        self._buffer_max_bytes = batch.buffer_max_bytes
+        self.buffer = PartitionBuffer(ctx.settings.batch, ctx.metrics.queue_size)
         self._max_value_bytes = ctx.settings.dlq.max_value_bytes
         #: a store or source that is down is waited for: the partition holds, never skips
         self._forever = RetryPolicy.forever(ctx.backoff)
-        self._buffer: deque[tuple[Any, int, float]] = deque()
-        self._buffered_bytes = 0
-        self._wakeup = asyncio.Event()
-        self._closing = False
         self._task: asyncio.Task[None] | None = None
 
-    # -- buffer -----------------------------------------------------------------------
+    # -- the fetch loop's side: the buffer --------------------------------------------
 
     def submit(self, records: Sequence[Any]) -> None:
         """Queue fetched records (offset order); never blocks: the caller pauses on `full`."""
-        now = time.monotonic()
-        added = 0
-        for record in records:
-            size = len(record.value or b"") + len(record.key or b"")
-            self._buffer.append((record, size, now))
-            added += size
-        self._buffered_bytes += added
-        self._ctx.metrics.queue_size.inc(len(records))
-        self._wakeup.set()
+        self.buffer.submit(records)
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer)
+        return len(self.buffer)
 
     @property
     def room(self) -> int:
-        """Records the buffer can still take without going over `buffer_max_records`."""
-        return max(0, self._buffer_max_records - len(self._buffer))
+        return self.buffer.room
 
     @property
     def full(self) -> bool:
-        """Three quarters of either bound: the partition pauses here, so that while it is
-        fetching it always has room for a quarter buffer (the fetch loop never asks for
-        more records than the smallest room, which keeps the record bound exact)."""
-        records, limit = len(self._buffer), self._buffer_max_records
-        return (
-            records >= limit - limit // 4
-            or self._buffered_bytes >= self._buffer_max_bytes - self._buffer_max_bytes // 4
-        )
+        return self.buffer.full
 
     @property
     def drained_enough(self) -> bool:
-        """Down to half of both bounds: a paused partition may resume."""
-        return (
-            len(self._buffer) <= self._buffer_max_records // 2
-            and self._buffered_bytes <= self._buffer_max_bytes // 2
-        )
+        return self.buffer.drained_enough
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -164,13 +135,12 @@ class PartitionWorker:
         Abandoned records are simply not completed, so their offsets are never committed and
         they are re-delivered to whoever owns the partition next.
         """
-        self._closing = True
         if not drain:
-            self._drop_buffer()
-        self._wakeup.set()
+            self.buffer.drop()
+        self.buffer.close()
         task = self._task
         if task is None or task.done():
-            self._drop_buffer()
+            self.buffer.drop()
             return
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=deadline_s)
@@ -184,17 +154,11 @@ class PartitionWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         finally:
-            self._drop_buffer()
-
-    def _drop_buffer(self) -> None:
-        if self._buffer:
-            self._ctx.metrics.queue_size.dec(len(self._buffer))
-            self._buffer.clear()
-            self._buffered_bytes = 0
+            self.buffer.drop()
 
     async def _run(self) -> None:
         while True:
-            batch = await self._take_batch()
+            batch = await self.buffer.take_batch()
             if batch is None:
                 return
             try:
@@ -212,40 +176,9 @@ class PartitionWorker:
                 )
                 raise
 
-    async def _take_batch(self) -> list[tuple[Any, int, float]] | None:
-        while not self._buffer:
-            if self._closing:
-                return None
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        if self._linger_s > 0 and not self._closing and not self._batch_ready():
-            deadline = time.monotonic() + self._linger_s
-            while not self._batch_ready() and not self._closing:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), remaining)
-        batch: list[tuple[Any, int, float]] = []
-        size = 0
-        buffer = self._buffer
-        while buffer and len(batch) < self._max_records:
-            item = buffer[0]
-            if batch and size + item[1] > self._max_bytes:
-                break
-            buffer.popleft()
-            batch.append(item)
-            size += item[1]
-        self._buffered_bytes -= size
-        return batch
-
-    def _batch_ready(self) -> bool:
-        return len(self._buffer) >= self._max_records or self._buffered_bytes >= self._max_bytes
-
     # -- one batch --------------------------------------------------------------------
 
-    async def _process(self, batch: list[tuple[Any, int, float]]) -> None:
+    async def _process(self, batch: list[Buffered]) -> None:
         ctx = self._ctx
         metrics = ctx.metrics
         token = self.tracker.begin(batch[0][0].offset, batch[-1][0].offset, batch[0][2])

@@ -65,7 +65,7 @@ def test_a_full_buffer_pauses_its_partition_and_resumes_when_drained(
     assert flow.fetch_limit() == BOUND
     flow.update()
     assert consumer.paused == {A}  # not drained yet
-    workers[A]._drop_buffer()
+    workers[A].buffer.drop()
     flow.update()
     assert consumer.paused == set()
 
