@@ -17,7 +17,8 @@ from stream_indexer.cli.options import settings_from_args
 from stream_indexer.dlq.query import DlqQueries, RowFilter, format_age
 from stream_indexer.opensearch.sink import OpenSearchSink
 from stream_indexer.repair.progress import Progress
-from stream_indexer.repair.replay import DlqReplayer, ReplayFilter, ReplayOptions, ReplayReport
+from stream_indexer.repair.replay import DlqReplayer, ReplayOptions, ReplayReport
+from stream_indexer.repair.replay_records import ReplayFilter
 from stream_indexer.repair.retry import DlqRetrier, RetryOptions, RetryReport
 
 

@@ -31,9 +31,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -41,99 +40,29 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from stream_indexer.dlq.degrade import is_degraded
 from stream_indexer.dlq.headers import (
     ERROR_CLASS,
-    FAILED_AT,
     ORIGINAL_PARTITION,
     ORIGINAL_TOPIC,
-    strip_dlq_headers,
 )
-from stream_indexer.dlq.recover import recover_listing_id
 from stream_indexer.dlq.replayed import ReplayLedger, source_of
 from stream_indexer.dlq.restore import TableOriginals
 from stream_indexer.errors import ReplayError
 from stream_indexer.kafka_clients import consumer_kwargs, create_producer, producer_kwargs
+from stream_indexer.repair.replay_records import (
+    ReplayFilter,
+    header,
+    replay_count,
+    replay_headers,
+    text,
+)
 from stream_indexer.settings import Settings
 
-REPLAY_COUNT = "x-replay-count"
 DEFAULT_MAX_REPLAYS = 3
 GROUP_SUFFIX = "-dlq-replay"
-
-Headers = Sequence[tuple[str, bytes]]
 
 
 def default_group_id(settings: Settings) -> str:
     """The replay tool's consumer group: `<kafka.group_id>-dlq-replay`."""
     return settings.kafka.group_id + GROUP_SUFFIX
-
-
-def header(headers: Headers, name: str) -> bytes | None:
-    """The last value of header `name` (case-insensitive), or None."""
-    found: bytes | None = None
-    lowered = name.lower()
-    for key, value in headers:
-        if key.lower() == lowered:
-            found = value
-    return found
-
-
-def replay_count(headers: Headers) -> int:
-    """How often the record was replayed already (`x-replay-count`; absent or bad means 0)."""
-    raw = header(headers, REPLAY_COUNT)
-    if raw is None:
-        return 0
-    try:
-        return max(0, int(raw.decode("ascii").strip()))
-    except (UnicodeDecodeError, ValueError):
-        return 0
-
-
-def replay_headers(headers: Headers, count: int) -> list[tuple[str, bytes]]:
-    """The original headers without `x-dlq-*` and old `x-replay-count`, plus the new count."""
-    kept = [(k, v) for k, v in strip_dlq_headers(headers) if k.lower() != REPLAY_COUNT]
-    return [*kept, (REPLAY_COUNT, str(count).encode("ascii"))]
-
-
-def failed_at(headers: Headers, timestamp_ms: int | None) -> datetime | None:
-    """When the record was dead-lettered: `x-dlq-failed-at`, else the DLQ record's timestamp."""
-    raw = header(headers, FAILED_AT)
-    if raw is not None:
-        try:
-            instant = datetime.fromisoformat(raw.decode("ascii").replace("Z", "+00:00"))
-        except (UnicodeDecodeError, ValueError):
-            instant = None
-        if instant is not None:
-            return instant if instant.utcoffset() is not None else instant.replace(tzinfo=UTC)
-    if timestamp_ms is None or timestamp_ms < 0:
-        return None
-    return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
-
-
-def _text(raw: bytes | None) -> str | None:
-    return None if raw is None else raw.decode("utf-8", "replace")
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayFilter:
-    """Which DLQ records to replay; unset fields match everything."""
-
-    error_class: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    listing_id: int | None = None
-
-    def matches(
-        self, key: bytes | None, value: bytes | None, headers: Headers, timestamp_ms: int | None
-    ) -> bool:
-        if self.error_class is not None and _text(header(headers, ERROR_CLASS)) != self.error_class:
-            return False
-        if self.since is not None or self.until is not None:
-            at = failed_at(headers, timestamp_ms)
-            if at is None:
-                return False
-            if self.since is not None and at < self.since:
-                return False
-            if self.until is not None and at >= self.until:
-                return False
-        return self.listing_id is None or recover_listing_id(key, value) == self.listing_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,7 +313,7 @@ class DlqReplayer:
         if count >= options.max_replays:
             report.skipped_limit += 1
             return None
-        original = _text(header(headers, ORIGINAL_TOPIC))
+        original = text(header(headers, ORIGINAL_TOPIC))
         target = options.to_topic or original
         if not target:
             report.no_target += 1
@@ -408,7 +337,7 @@ class DlqReplayer:
         if producer is None:
             report.planned.append(
                 f"would replay {record.topic}[{record.partition}]@{record.offset} "
-                f"key={_text(record.key)!r} error_class={_text(header(headers, ERROR_CLASS))} "
+                f"key={text(record.key)!r} error_class={text(header(headers, ERROR_CLASS))} "
                 f"-> {target} (x-replay-count {count + 1})"
             )
             return None
@@ -442,15 +371,9 @@ async def _original_partition(
 
 __all__ = [
     "DEFAULT_MAX_REPLAYS",
-    "REPLAY_COUNT",
     "DlqReplayer",
     "ReplayError",
-    "ReplayFilter",
     "ReplayOptions",
     "ReplayReport",
     "default_group_id",
-    "failed_at",
-    "header",
-    "replay_count",
-    "replay_headers",
 ]

@@ -22,9 +22,9 @@ from stream_indexer.dlq.query import (
 from stream_indexer.models import Listing, ListingEvent
 from stream_indexer.pipeline.documents import pending_write
 from stream_indexer.repair.progress import Progress, render
-from stream_indexer.repair.replay import (
+from stream_indexer.repair.replay import default_group_id
+from stream_indexer.repair.replay_records import (
     ReplayFilter,
-    default_group_id,
     failed_at,
     replay_count,
     replay_headers,
