@@ -295,8 +295,12 @@ class ProducerSettings(_Section):
     """The producer library, `produce`, `loadgen` and the outbox relay."""
 
     acks: Literal["all", "1"] = "all"
-    enable_idempotence: bool = Field(default=True, description="off on the local tansu broker")
-    compression: Literal["gzip", "snappy", "lz4", "zstd"] | None = "lz4"
+    enable_idempotence: bool = Field(
+        default=True, description="unset: as KAFKA__ENABLE_IDEMPOTENCE (off on tansu)"
+    )
+    compression: Literal["gzip", "snappy", "lz4", "zstd"] | None = Field(
+        default="lz4", description="unset: as KAFKA__PRODUCER_COMPRESSION"
+    )
     linger_ms: int = Field(default=5, ge=0)
     max_batch_bytes: int = Field(default=1 * MIB, ge=1024)
     max_pending: int = Field(
@@ -354,6 +358,19 @@ class Settings(BaseSettings):
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     shutdown_timeout_s: float = Field(default=25.0, gt=0)
     rebalance_timeout_s: float = Field(default=20.0, gt=0)
+
+    @model_validator(mode="after")
+    def _producer_follows_kafka(self) -> Settings:
+        """One switch per producer knob: `PRODUCER__ENABLE_IDEMPOTENCE` and
+        `PRODUCER__COMPRESSION`, when not set, follow `KAFKA__ENABLE_IDEMPOTENCE` and
+        `KAFKA__PRODUCER_COMPRESSION`; set, they tune the producer library alone (its
+        services may talk to another cluster, with other ACLs, than the indexer)."""
+        given = self.producer.model_fields_set
+        if "enable_idempotence" not in given:
+            self.producer.enable_idempotence = self.kafka.enable_idempotence
+        if "compression" not in given:
+            self.producer.compression = self.kafka.producer_compression
+        return self
 
     @property
     def dlq_topic(self) -> str:

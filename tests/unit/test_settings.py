@@ -250,3 +250,20 @@ def test_source_dsn_falls_back_to_the_postgres_dsn(monkeypatch: pytest.MonkeyPat
 def test_credentials_in_host_urls_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
     setenv(monkeypatch, OPENSEARCH__HOSTS=f"https://indexer:{SECRET}@os-1:9200")
     assert SECRET not in json.dumps(masked_dump(load_settings()))
+
+
+def test_producer_knobs_follow_the_kafka_section_unless_set() -> None:
+    followed = load_settings(
+        {"kafka.enable_idempotence": False, "kafka.producer_compression": "zstd"}
+    )
+    assert followed.producer.enable_idempotence is False
+    assert followed.producer.compression == "zstd"
+    own = load_settings(
+        {
+            "kafka.enable_idempotence": False,
+            "producer.enable_idempotence": True,
+            "kafka.producer_compression": "zstd",
+            "producer.compression": "gzip",
+        }
+    )
+    assert own.producer.enable_idempotence is True and own.producer.compression == "gzip"
