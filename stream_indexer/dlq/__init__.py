@@ -1,5 +1,5 @@
 """Dead letters: poison records go to a Postgres table (the actionable view) and a Kafka topic
-(the complete log), both awaited before an offset moves (DESIGN.md sections 3 and 4).
+(the complete log), both awaited before an offset moves (docs/contract.md sections 3 and 4).
 
 `DeadLetter` is the record, `DeadLetterWriter` writes it to `PostgresDeadLetterTable` and
 `KafkaDeadLetterTopic`; `dead_letter_headers` / `strip_dlq_headers` build and undo the

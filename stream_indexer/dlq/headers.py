@@ -1,5 +1,5 @@
 """Dead letters, DLQ topic side: the `x-dlq-*` headers that say where a record came from and why
-it failed (DESIGN.md section 4).
+it failed (docs/contract.md section 4).
 
 The original headers come first, unchanged, minus any earlier `x-dlq-*` ones, so a record that
 is dead-lettered again after a replay carries one current set instead of a pile of old ones.

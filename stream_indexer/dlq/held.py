@@ -1,6 +1,6 @@
 """Dead letters, health side: which partitions are holding letters a DLQ store has not taken.
 
-A partition whose dead letters cannot be stored holds its offset (DESIGN.md: dead letters
+A partition whose dead letters cannot be stored holds its offset (docs/contract.md: dead letters
 lose nothing). That is an outage of a dependency, so `/readyz` reports it with the reason and
 `stream_indexer_dlq_held_letters` counts the letters waiting; restarting the pod would not
 help, so liveness leaves it alone (docs/runbook.md, "Dead-letter store down").

@@ -1,5 +1,5 @@
 """Dead letters, Postgres side: upsert into `opensearch_indexing_dlq`, the actionable view
-(latest failure per listing and action, with an attempt count; DESIGN.md section 3).
+(latest failure per listing and action, with an attempt count; docs/contract.md section 3).
 
 Re-delivery must not change the result: writing a letter for a source record that the row
 already counts (same topic and partition, offset not newer) leaves `attempts` alone, and an

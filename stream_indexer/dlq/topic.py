@@ -1,5 +1,5 @@
 """Dead letters, Kafka side: publish each poison record to the DLQ topic, the complete log of
-every dead-lettered record (DESIGN.md section 4).
+every dead-lettered record (docs/contract.md section 4).
 
 Each DLQ record keeps the original key and value bytes and carries `dead_letter_headers()`.
 `publish` returns only when the broker has acknowledged every record, so the caller may then

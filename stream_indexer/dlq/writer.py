@@ -29,7 +29,7 @@ class DeadLetterWriter:
 
     Stores named in `optional` are written best effort: their failure is logged and reported
     in `WriteResult.failed_optional`, but does not hold the offset. By default both stores
-    are required (DESIGN.md: dead letters lose nothing).
+    are required (docs/contract.md: dead letters lose nothing).
     """
 
     def __init__(
