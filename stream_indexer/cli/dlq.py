@@ -29,7 +29,8 @@ from stream_indexer.cli.dlq_args import (
 from stream_indexer.cli.dlq_repair import handle_purge, handle_replay, handle_retry
 from stream_indexer.cli.dlq_run import emit_json, run_action, short, with_queries
 from stream_indexer.cli.options import add_setting_flags, settings_from_args
-from stream_indexer.dlq.query import DlqQueries, DlqRow, format_age, show_bytes
+from stream_indexer.dlq.humanize import format_age, show_bytes
+from stream_indexer.dlq.query import DlqQueries, DlqRow
 from stream_indexer.errors import OperationFailed
 from stream_indexer.repair.replay import DEFAULT_MAX_REPLAYS
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime, timedelta
 
-from stream_indexer.dlq.query import RowFilter, parse_duration, parse_instant
+from stream_indexer.dlq.humanize import parse_duration, parse_instant
+from stream_indexer.dlq.query import RowFilter
 
 
 def duration_arg(text: str) -> timedelta:

@@ -14,7 +14,8 @@ from stream_indexer.cli.dlq_run import (
     with_queries,
 )
 from stream_indexer.cli.options import settings_from_args
-from stream_indexer.dlq.query import DlqQueries, RowFilter, format_age
+from stream_indexer.dlq.humanize import format_age
+from stream_indexer.dlq.query import DlqQueries, RowFilter
 from stream_indexer.opensearch.sink import OpenSearchSink
 from stream_indexer.repair.progress import Progress
 from stream_indexer.repair.replay import DlqReplayer, ReplayOptions, ReplayReport

@@ -12,13 +12,8 @@ import pytest
 from stream_indexer.cli import build_parser
 from stream_indexer.cli.dlq_args import row_filter
 from stream_indexer.cli.options import settings_from_args
-from stream_indexer.dlq.query import (
-    RowFilter,
-    format_age,
-    parse_duration,
-    parse_instant,
-    show_bytes,
-)
+from stream_indexer.dlq.humanize import format_age, parse_duration, parse_instant, show_bytes
+from stream_indexer.dlq.query import RowFilter
 from stream_indexer.models import Listing, ListingEvent
 from stream_indexer.pipeline.documents import pending_write
 from stream_indexer.repair.progress import Progress, render
