@@ -236,7 +236,14 @@ async def zero_cost_step(
     )
     del plan
     step(f"zero-cost sink: indexer, then per-partition baseline, over {topic.records:,} records")
-    return await zero_cost(endpoints, topic, rid=rid, logs=logs, extra_env=cfg.indexer_env)
+    return await zero_cost(
+        endpoints,
+        topic,
+        rid=rid,
+        logs=logs,
+        extra_env=cfg.indexer_env,
+        profile_out=logs / "indexer-zero-cost.pyspy.txt" if cfg.profile else None,
+    )
 
 
 async def memory_bound(

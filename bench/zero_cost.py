@@ -65,6 +65,7 @@ async def zero_cost(
     rid: str,
     logs: Path,
     extra_env: dict[str, str] | None = None,
+    profile_out: Path | None = None,
 ) -> dict[str, Any]:
     """Indexer then baseline over `topic`, both against one zero-cost sink."""
     sink, url = await start_sink(logs / "zero-cost-sink.log")
@@ -76,6 +77,7 @@ async def zero_cost(
             index=f"bench-{rid}-zc-indexer",
             log_path=logs / "indexer-zero-cost.log",
             extra_env=extra_env,
+            profile_out=profile_out,
         )
         baseline = await run_baseline(
             endpoints, topic, url, group_id=f"bench-{rid}-zc-base", index=f"bench-{rid}-zc-base"
