@@ -20,7 +20,12 @@ from typing import Any, cast
 from pydantic_core import SchemaValidator, ValidationError
 
 from stream_indexer.models import ListingEvent
-from stream_indexer.pipeline.decode import check_after_validation, decode_event, precheck
+from stream_indexer.pipeline.decode import (
+    MAX_DEPTH,
+    check_after_validation,
+    decode_event,
+    precheck,
+)
 
 #: The keys of a core schema that hold nested schemas (the ones our models use).
 _NESTED = ("schema", "items_schema", "keys_schema", "values_schema", "choices")
@@ -97,13 +102,19 @@ def listing_document(data: dict[str, Any]) -> dict[str, Any]:
 
 def decode_event_dict(key: bytes | None, value: bytes | None, *, max_bytes: int) -> EventDict:
     """`decode.decode_event`, yielding the event as a dict; raises the same poison errors."""
-    checked = precheck(value, max_bytes)
+    if value is None or len(value) > max_bytes:
+        value = precheck(value, max_bytes)  # raises: no value, or one too large to read
     try:
-        event = cast(EventDict, EVENT_DICT_VALIDATOR.validate_json(checked))
+        event = cast(EventDict, EVENT_DICT_VALIDATOR.validate_json(value))
     except ValidationError:
         # the models decide what a bad record is (and say it in their words)
         return event_dict(decode_event(key, value, max_bytes=max_bytes))
-    check_after_validation(key, checked, event["listing_id"])
+    # the common case inline (this runs per record); the checks themselves are decode's
+    listing_id = event["listing_id"]
+    if (key is not None and key != b"%d" % listing_id) or (
+        value.count(b"{") + value.count(b"[") > MAX_DEPTH
+    ):
+        check_after_validation(key, value, listing_id)
     return event
 
 

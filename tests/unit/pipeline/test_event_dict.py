@@ -10,11 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from stream_indexer.errors import PoisonRecordError
+from stream_indexer.errors import PoisonRecordError, UndecodableRecordError
 from stream_indexer.models import (
     MAX_ATTRIBUTE_KEY_CHARS,
     MAX_ATTRIBUTE_VALUE_CHARS,
@@ -327,3 +328,13 @@ def test_a_known_event_in_both_forms() -> None:
         "updated_at": datetime(2026, 11, 29, 17, tzinfo=UTC),
         "location": {"lat": 1.0, "lon": 2.0},
     }
+
+
+def test_no_value_and_too_large_are_refused_as_by_the_models() -> None:
+    value = encode({"listing_id": 1})
+    for record, limit in ((None, LIMIT), (value, len(value) - 1)):
+        with pytest.raises(UndecodableRecordError) as fast:
+            decode_event_dict(b"1", record, max_bytes=limit)
+        with pytest.raises(UndecodableRecordError) as model:
+            decode_event(b"1", record, max_bytes=limit)
+        assert str(fast.value) == str(model.value)
