@@ -30,6 +30,9 @@ from stream_indexer.pipeline.decode import (
 #: The keys of a core schema that hold nested schemas (the ones our models use).
 _NESTED = ("schema", "items_schema", "keys_schema", "values_schema", "choices")
 
+#: Model config the typed dicts carry over (anything else must be added here, with thought).
+_CONFIG_CARRIED = {"extra_fields_behavior", "title"}
+
 EventDict = dict[str, Any]
 
 
@@ -58,6 +61,10 @@ def _as_typed_dicts(schema: Any) -> Any:
             "schema": _as_typed_dicts(schema["schema"]),
         }
     if kind == "model":
+        unknown = set(schema["config"]) - _CONFIG_CARRIED
+        if unknown:
+            # e.g. `str_max_length`: a model-wide rule the typed dict would silently drop
+            raise TypeError(f"no dict form for model config {sorted(unknown)}")
         fields = schema["schema"]["fields"]
         return {
             "type": "typed-dict",

@@ -338,3 +338,16 @@ def test_no_value_and_too_large_are_refused_as_by_the_models() -> None:
         with pytest.raises(UndecodableRecordError) as model:
             decode_event(b"1", record, max_bytes=limit)
         assert str(fast.value) == str(model.value)
+
+
+def test_a_model_rule_the_dicts_cannot_carry_is_refused_at_import() -> None:
+    from pydantic import BaseModel, ConfigDict
+
+    from stream_indexer.pipeline.event_dict import _as_typed_dicts
+
+    class Stripped(BaseModel):
+        model_config = ConfigDict(str_strip_whitespace=True)
+        name: str
+
+    with pytest.raises(TypeError, match="str_strip_whitespace"):
+        _as_typed_dicts(Stripped.__pydantic_core_schema__)
