@@ -16,6 +16,8 @@ TARGETS: tuple[tuple[str, str, str, float], ...] = (
     ("cpu_us_per_event", "indexer CPU µs per event", "<=", 12.0),
     ("e2e_vs_old_design", "end to end / old design", ">=", 5.0),
     ("rss_ratio", "max RSS, large / small backlog", "<=", 1.2),
+    ("zero_cost_vs_baseline", "zero-cost sink: indexer / baseline", ">=", 1.25),
+    ("zero_cost_cpu_window", "zero-cost sink: CPU µs/event (proc.)", "<=", 20.0),
 )
 PACKAGES = (
     "aiokafka",
@@ -66,6 +68,10 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
         "cpu_us_per_event": results.get("end_to_end", {}).get("cpu_us_per_event"),
         "e2e_vs_old_design": round(e2e / old, 2) if e2e and old else None,
         "rss_ratio": round(large / small, 3) if large and small else None,
+        "zero_cost_vs_baseline": results.get("zero_cost", {}).get("rate_vs_baseline"),
+        "zero_cost_cpu_window": results.get("zero_cost", {})
+        .get("indexer", {})
+        .get("cpu_window_us_per_event"),
     }
 
 
@@ -134,6 +140,21 @@ def render(report: dict[str, Any]) -> str:
             f"max RSS {_n(e2e.get('max_rss_mib'), 1)} MiB; "
             f"{_n(e2e.get('documents_sent'))} documents sent for {_n(e2e.get('records'))} "
             "records (coalescing)"
+        )
+    zc = r.get("zero_cost")
+    if zc:
+        lines.append("zero-cost sink (only the consumer's own code counts):")
+        for name, item in (("stream-indexer", zc["indexer"]), ("per-partition", zc["baseline"])):
+            lines.append(
+                f"  {name:<15} {_n(item['events_per_s']):>9} events/s, CPU "
+                f"{_n(item['cpu_window_us_per_event'], 1)} µs/event while processing, "
+                f"{_n(item['cpu_us_per_event'], 1)} whole life, max RSS "
+                f"{_n(item['max_rss_mib'], 1)} MiB"
+            )
+        lines.append(
+            f"  indexer / baseline: {_n(zc['rate_vs_baseline'], 2)}x the rate, "
+            f"{_n(zc['cpu_window_vs_baseline'], 2)}x the CPU per event "
+            f"({_n(zc['records'])} records)"
         )
     for key, label in (("memory_small", "small"), ("memory_large", "large")):
         if key in r:

@@ -1,9 +1,10 @@
 """Benchmark entry point (`make bench`, `python -m bench.run [--quick] [--events N]`).
 
 One run on a fresh embedded stack, in this order: produce the backlog, consume ceiling,
-bulk ceiling, stream-indexer end to end (child process), the naive and old-design
-baselines, the memory bound (two more indexer runs), and the producer emit latency when
-bench/emit_latency.py is present. Prints a table with the ratios against their targets and
+bulk ceiling, stream-indexer end to end (child process), the indexer and the per-partition
+bulk baseline against a zero-cost sink, the naive and old-design baselines, the memory
+bound (two more indexer runs), and the producer emit latency when bench/emit_latency.py
+is present. Prints a table with the ratios against their targets and
 writes bench/results/latest.json (the results folder is git-ignored).
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 from bench import baselines, ceilings, osadmin, report
 from bench.indexer_proc import run_indexer
 from bench.workload import make_plan, produce_backlog, run_id, writes_for
+from bench.zero_cost import zero_cost
 from stream_indexer.app.migrate import migrate_up
 from stream_indexer.devtools.devstack import EmbeddedStack, StackEndpoints
 
@@ -28,7 +30,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 #: documents every 1,000-document bulk takes seconds (docs/performance.md). The default
 #: keeps the index under that cliff; `--listings 50000` is the issue's original workload.
 LISTINGS = 5_000
-STEPS = ("consume", "bulk", "e2e", "baselines", "memory", "emit")
+STEPS = ("consume", "bulk", "e2e", "zero_cost", "baselines", "memory", "emit")
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,8 @@ async def run_all(cfg: Config, endpoints: StackEndpoints, logs: Path) -> dict[st
             "expected": len(plan.expected),
             "ok": count == len(plan.expected),
         }
+    if "zero_cost" not in cfg.skip:
+        results["zero_cost"] = await zero_cost_step(cfg, endpoints, rid, logs)
     if "baselines" not in cfg.skip:
         small = await produce_backlog(
             bootstrap,
@@ -215,6 +219,31 @@ async def run_all(cfg: Config, endpoints: StackEndpoints, logs: Path) -> dict[st
         "verdicts": report.verdicts(figures),
         "logs": str(logs),
     }
+
+
+async def zero_cost_step(
+    cfg: Config, endpoints: StackEndpoints, rid: str, logs: Path
+) -> dict[str, Any]:
+    """Its own backlog, one listing per ten events (the issue's zero-cost workload: fewer
+    overwrites, so coalescing saves little and the per-event cost shows)."""
+    listings = max(1, cfg.events // 10)
+    step(f"zero-cost sink: planning {cfg.events:,} events over {listings:,} listings")
+    plan = make_plan(
+        cfg.events, listings=listings, seed=cfg.seed + 2, poison_every=cfg.poison_every
+    )
+    topic = await produce_backlog(
+        endpoints.kafka_bootstrap, f"bench-{rid}-zc", plan.records, partitions=cfg.partitions
+    )
+    del plan
+    step(f"zero-cost sink: indexer, then per-partition baseline, over {topic.records:,} records")
+    return await zero_cost(
+        endpoints,
+        topic,
+        rid=rid,
+        logs=logs,
+        extra_env=cfg.indexer_env,
+        profile_out=logs / "indexer-zero-cost.pyspy.txt" if cfg.profile else None,
+    )
 
 
 async def memory_bound(

@@ -112,6 +112,7 @@ def _error_fields(error: Any) -> tuple[str | None, str | None]:
 def build_body(writes: Sequence[PendingWrite]) -> bytes:
     """The NDJSON `_bulk` body for `writes`, in order (targets the URL's index)."""
     dumps = orjson.dumps
+    newline = orjson.OPT_APPEND_NEWLINE
     parts: list[bytes] = []
     append = parts.append
     for write in writes:
@@ -119,8 +120,7 @@ def build_body(writes: Sequence[PendingWrite]) -> bytes:
             b'{"index":{"_id":"%d","version":%d,"version_type":"external_gte"}}\n'
             % (write.listing_id, write.version)
         )
-        append(dumps(write.document))
-        append(b"\n")
+        append(dumps(write.document, option=newline))
     return b"".join(parts)
 
 

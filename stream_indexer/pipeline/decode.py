@@ -43,6 +43,17 @@ def decode_event(key: bytes | None, value: bytes | None, *, max_bytes: int) -> L
 
     A missing key is accepted; a present key must be the decimal `listing_id`.
     """
+    checked = precheck(value, max_bytes)
+    try:
+        event = ListingEvent.model_validate_json(checked)
+    except ValidationError as exc:
+        raise _classify(exc, checked) from None
+    check_after_validation(key, checked, event.listing_id)
+    return event
+
+
+def precheck(value: bytes | None, max_bytes: int) -> bytes:
+    """The checks before parsing: a value is there and is not too large to read."""
     if value is None:
         raise UndecodableRecordError("record has no value (a Kafka tombstone), expected an event")
     size = len(value)
@@ -50,17 +61,17 @@ def decode_event(key: bytes | None, value: bytes | None, *, max_bytes: int) -> L
         raise UndecodableRecordError(
             f"value is {size} bytes, over the {max_bytes}-byte limit; not parsed"
         )
-    try:
-        event = ListingEvent.model_validate_json(value)
-    except ValidationError as exc:
-        raise _classify(exc, value) from None
+    return value
+
+
+def check_after_validation(key: bytes | None, value: bytes, listing_id: int) -> None:
+    """The checks of a valid event: not nested too deep, and the key is its listing id."""
     # Depth cannot exceed the number of opening brackets: a C-speed bound that spares the
     # exact check for every realistic event. Deep unknown fields would otherwise pass.
     if value.count(b"{") + value.count(b"[") > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
         raise _too_deep()
-    if key is not None and key != b"%d" % event.listing_id:
-        _check_key(key, event.listing_id)
-    return event
+    if key is not None and key != b"%d" % listing_id:
+        _check_key(key, listing_id)
 
 
 def _classify(exc: ValidationError, value: bytes) -> UndecodableRecordError | SchemaInvalidError:
@@ -154,5 +165,7 @@ def _cap(text: str, limit: int) -> str:
 
 __all__ = [
     "MAX_DEPTH",
+    "check_after_validation",
     "decode_event",
+    "precheck",
 ]

@@ -32,14 +32,13 @@ from stream_indexer.errors import (
     SourceRowRejectedError,
     SourceUnavailableError,
 )
-from stream_indexer.models import ListingEvent
 from stream_indexer.observability.metrics import Metrics, observe_each, observe_many
 from stream_indexer.opensearch.bulk import PendingWrite
 from stream_indexer.opensearch.writer import BulkWriter
 from stream_indexer.pipeline.buffer import Buffered, PartitionBuffer
 from stream_indexer.pipeline.coalesce import coalesce
-from stream_indexer.pipeline.decode import decode_event
-from stream_indexer.pipeline.documents import is_tombstone, pending_writes
+from stream_indexer.pipeline.documents import is_thin, is_tombstone, pending_writes_of_dicts
+from stream_indexer.pipeline.event_dict import EventDict, decode_event_dict
 from stream_indexer.pipeline.hydrate import Hydrated, SourceLoader
 from stream_indexer.pipeline.offsets import OffsetTracker
 from stream_indexer.settings import Settings
@@ -68,7 +67,7 @@ class WorkerContext:
 @dataclass(slots=True, eq=False)
 class _Decoded:
     record: Any
-    event: ListingEvent
+    event: EventDict
     fetched_at: float
     # copied from the event: coalescing reads them for every record
     listing_id: int
@@ -186,11 +185,13 @@ class PartitionWorker:
         decoded: list[_Decoded] = []
         for record, _size, fetched_at in batch:
             try:
-                event = decode_event(record.key, record.value, max_bytes=self._max_value_bytes)
+                event = decode_event_dict(record.key, record.value, max_bytes=self._max_value_bytes)
             except PoisonRecordError as exc:
                 outcome.letters.append(self._letter(record, exc, attempts=1))
                 continue
-            decoded.append(_Decoded(record, event, fetched_at, event.listing_id, event.version))
+            decoded.append(
+                _Decoded(record, event, fetched_at, event["listing_id"], event["version"])
+            )
 
         winners, superseded = coalesce(decoded)
         if superseded:
@@ -230,8 +231,8 @@ class PartitionWorker:
     async def _prepare_writes(
         self, winners: list[_Decoded], outcome: _BatchOutcome
     ) -> list[PendingWrite]:
-        hydrated = await self._hydrate([d for d in winners if d.event.is_thin])
-        writes, invalid = pending_writes(
+        hydrated = await self._hydrate([d for d in winners if is_thin(d.event)])
+        writes, invalid = pending_writes_of_dicts(
             ((item.event, item) for item in winners), hydrated, datetime.now(UTC).isoformat()
         )
         for item, error in invalid:
@@ -291,7 +292,7 @@ class PartitionWorker:
             else:
                 outcome.written += 1
             item: _Decoded = write.context
-            ages.append(max(0.0, now_wall - item.event.occurred_at.timestamp()))
+            ages.append(max(0.0, now_wall - item.event["occurred_at"].timestamp()))
             if resolves is not None:
                 resolves.append((item.listing_id, item.version, False))
         observe_each(ctx.metrics.freshness, ages)

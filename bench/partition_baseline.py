@@ -1,0 +1,127 @@
+"""Benchmark baseline: the strongest simple consumer, one `_bulk` per fetched partition batch.
+
+`python -m bench.partition_baseline` runs in its own process (so its CPU is its own): an
+aiokafka group consumer whose every `getmany()` partition batch becomes one `_bulk` (orjson,
+`version_type=external_gte`, the listing as `_source` plus the event's version, id and
+time) followed by one commit, the shape of a kafkajs `eachBatch` consumer. It parses JSON
+but does not validate the contract; records that are not an event object are skipped. It
+prints one JSON line: records, events/s and CPU µs/event from its first fetch until every
+record is committed, and CPU over its whole life.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+_NDJSON = {"Content-Type": "application/x-ndjson"}
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _peak_rss_mib() -> float:
+    """VmHWM, not ru_maxrss: a child's ru_maxrss starts at its parent's RSS at fork."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def bulk_body(index: str, values: list[bytes | None], indexed_at: str) -> tuple[bytes, int]:
+    """One action (+ source) per event in the batch; (body, items)."""
+    lines: list[bytes] = []
+    for value in values:
+        try:
+            event = orjson.loads(value) if value is not None else None
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(event, dict) or "listing_id" not in event or "version" not in event:
+            continue
+        meta = {
+            "_index": index,
+            "_id": str(event["listing_id"]),
+            "version": event["version"],
+            "version_type": "external_gte",
+        }
+        data = event.get("data")
+        if event.get("action") == "delete" or not isinstance(data, dict):
+            lines.append(orjson.dumps({"delete": meta}))
+            continue
+        data["version"] = event["version"]
+        data["event_id"] = event.get("event_id")
+        data["indexed_at"] = indexed_at
+        lines.append(orjson.dumps({"index": meta}))
+        lines.append(orjson.dumps(data))
+    items = sum(1 for line in lines if line.startswith((b'{"index"', b'{"delete"')))
+    return b"\n".join(lines) + b"\n", items
+
+
+async def run(bootstrap: str, topic: str, group_id: str, url: str, index: str, total: int) -> Any:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+    )
+    await consumer.start()
+    done = 0
+    started = cpu_started = 0.0
+    bulk_url = f"{url}/{index}/_bulk"
+    try:
+        async with aiohttp.ClientSession() as http:
+            while done < total:
+                batches = await consumer.getmany(timeout_ms=500)
+                if batches and not started:
+                    started, cpu_started = time.perf_counter(), _cpu_s()
+                for tp, records in batches.items():
+                    indexed_at = datetime.now(UTC).isoformat()
+                    body, items = bulk_body(index, [r.value for r in records], indexed_at)
+                    if items:
+                        async with http.post(bulk_url, data=body, headers=_NDJSON) as response:
+                            answer = orjson.loads(await response.read())
+                        if response.status != 200 or answer.get("errors"):
+                            raise RuntimeError(f"bulk failed: HTTP {response.status}")
+                    await consumer.commit({tp: records[-1].offset + 1})
+                    done += len(records)
+            seconds = time.perf_counter() - started
+            cpu = _cpu_s() - cpu_started
+    finally:
+        await consumer.stop()
+    return {
+        "records": done,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(done / seconds, 1),
+        "cpu_window_us_per_event": round(cpu * 1e6 / max(1, done), 2),
+        "cpu_us_per_event": round(_cpu_s() * 1e6 / max(1, done), 2),
+        "max_rss_mib": _peak_rss_mib(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.partition_baseline")
+    for name in ("bootstrap", "topic", "group-id", "url", "index"):
+        parser.add_argument(f"--{name}", required=True)
+    parser.add_argument("--records", type=int, required=True)
+    a = parser.parse_args(argv)
+    result = asyncio.run(run(a.bootstrap, a.topic, a.group_id, a.url, a.index, a.records))
+    print(orjson.dumps(result).decode(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
