@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError
 from stream_indexer.app.startup import create_pool, until_ready
 from stream_indexer.app.startup_errors import Step, permanent_kafka_error, startup_step
 from stream_indexer.app.topics import ensure_topic
-from stream_indexer.backoff import Backoff
+from stream_indexer.backoff import Backoff, RetryPolicy
 from stream_indexer.dlq.held import HeldLetters
 from stream_indexer.dlq.redaction import Redactor
 from stream_indexer.dlq.resolver import DeadLetterResolver
@@ -136,12 +136,11 @@ class Wiring(Lifecycle):
             metrics=self.metrics,
             loader=self._loader,
             bulk_writer=BulkWriter(
-                sink=self.sink,
+                assembler=self.assembler,
                 circuit=self.circuit,
-                backoff=backoff,
+                policy=RetryPolicy.forever(backoff),
                 metrics=self.metrics,
                 retry=s.retry,
-                assembler=self.assembler,
             ),
             group_id=s.kafka.group_id,
             backoff=backoff,

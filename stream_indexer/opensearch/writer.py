@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from stream_indexer.backoff import Backoff, RetryPolicy, retry
+from stream_indexer.backoff import RetryPolicy, retry
 from stream_indexer.errors import (
     MappingRejectedError,
     PoisonRecordError,
@@ -30,7 +30,6 @@ from stream_indexer.observability.metrics import Metrics
 from stream_indexer.opensearch.assembler import BulkAssembler
 from stream_indexer.opensearch.bulk import ItemOutcome, ItemResult, PendingWrite
 from stream_indexer.opensearch.circuit import CircuitBreaker
-from stream_indexer.opensearch.sink import OpenSearchSink
 from stream_indexer.settings import RetrySettings
 
 log = logging.getLogger(__name__)
@@ -51,23 +50,20 @@ class BulkWriter:
     def __init__(
         self,
         *,
-        sink: OpenSearchSink,
+        assembler: BulkAssembler,
         circuit: CircuitBreaker | None,
-        backoff: Backoff,
+        policy: RetryPolicy,
         metrics: Metrics,
         retry: RetrySettings,
-        assembler: BulkAssembler,
-        policy: RetryPolicy | None = None,
     ) -> None:
-        self._sink = sink
+        self._assembler = assembler
         self._circuit = circuit
-        self._backoff = backoff
+        #: how long whole-request failures and overload answers are retried, and the
+        #: backoff between tries: forever in the pipeline (the sink being down never poisons
+        #: a record), bounded for `dlq retry`
+        self._policy = policy
         self._metrics = metrics
         self._retry = retry
-        self._assembler = assembler
-        #: how long whole-request failures and overload answers are retried: the
-        #: pipeline's default is forever (the sink being down never poisons a record)
-        self._policy = policy or RetryPolicy.forever(backoff)
 
     async def write(
         self, writes: list[PendingWrite], *, log_extra: Mapping[str, Any] | None = None
@@ -89,7 +85,7 @@ class BulkWriter:
             pending = self._sort_items(pending, results, outcome, started)
             if pending:
                 item_rounds += 1
-                await asyncio.sleep(self._backoff.delay(item_rounds))
+                await asyncio.sleep(self._policy.backoff.delay(item_rounds))
         return outcome
 
     async def _send(self, pending: list[PendingWrite]) -> list[ItemResult]:

@@ -131,7 +131,6 @@ class DlqRetrier:
     ) -> None:
         self._settings = settings
         self._queries = queries
-        self._sink = sink
         self._loader: SourceLoader | None = None
         self._on_progress = on_progress
         backoff = Backoff.from_settings(settings.retry)
@@ -145,13 +144,11 @@ class DlqRetrier:
             max_bytes=opensearch.bulk_max_bytes,
         )
         self._writer = BulkWriter(
-            sink=sink,
+            assembler=self._assembler,
             circuit=None,
-            backoff=backoff,
+            policy=RetryPolicy.bounded(backoff, attempts=settings.retry.max_attempts),
             metrics=metrics,
             retry=settings.retry,
-            assembler=self._assembler,
-            policy=RetryPolicy.bounded(backoff, attempts=settings.retry.max_attempts),
         )
 
     async def run(self, options: RetryOptions) -> RetryReport:

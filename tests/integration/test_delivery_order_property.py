@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from stream_indexer.backoff import Backoff
+from stream_indexer.backoff import Backoff, RetryPolicy
 from stream_indexer.devtools.synthetic import event_bytes, listing_data
 from stream_indexer.dlq.writer import WriteResult
 from stream_indexer.models import Listing
@@ -204,12 +204,11 @@ async def worker_context(
     assembler = BulkAssembler(sink, metrics, max_in_flight=2, max_docs=10_000, max_bytes=1 << 24)
     await assembler.start()
     bulk_writer = BulkWriter(
-        sink=sink,
+        assembler=assembler,
         circuit=circuit,
-        backoff=backoff,
+        policy=RetryPolicy.forever(backoff),
         metrics=metrics,
         retry=app_settings.retry,
-        assembler=assembler,
     )
     ctx = WorkerContext(
         settings=app_settings,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from stream_indexer.backoff import Backoff
+from stream_indexer.backoff import Backoff, RetryPolicy
 from stream_indexer.errors import MappingRejectedError, RetriesExhaustedError, SinkUnavailableError
 from stream_indexer.observability.metrics import Metrics
 from stream_indexer.opensearch.bulk import ItemOutcome, ItemResult, PendingWrite
@@ -61,12 +61,11 @@ def make_writer(
         failure_threshold=threshold, probe=probe or answers, probe_backoff=NO_WAIT
     )
     writer = BulkWriter(
-        sink=None,  # type: ignore[arg-type]  # BulkWriter sends through the assembler only
+        assembler=sink,  # type: ignore[arg-type]
         circuit=circuit,
-        backoff=NO_WAIT,
+        policy=RetryPolicy.forever(NO_WAIT),
         metrics=metrics,
         retry=RetrySettings(max_attempts=max_attempts),
-        assembler=sink,  # type: ignore[arg-type]
     )
     return writer, circuit, metrics
 
