@@ -261,10 +261,14 @@ class SourceSettings(_Section):
     dsn: SecretStr | None = Field(default=None, description="defaults to postgres.dsn")
     table: str = "listings"
     id_column: str = "id"
+    version_column: str = Field(
+        default="version",
+        description="the row's version (integer, or timestamp -> µs) for reindex and verify",
+    )
 
     _check_dsn = field_validator("dsn")(checked_dsn)
 
-    @field_validator("table", "id_column")
+    @field_validator("table", "id_column", "version_column")
     @classmethod
     def _identifier(cls, value: str) -> str:
         parts = value.split(".")

@@ -21,6 +21,7 @@ from stream_indexer.errors import (
 )
 from stream_indexer.lifecycle import Lifecycle
 from stream_indexer.models import Listing
+from stream_indexer.pipeline.source_scan import quote_identifier as _quote
 from stream_indexer.settings import SourceSettings
 
 # SQLSTATE classes for "the data read", not "the server": 22 data exception, 54 limits.
@@ -89,7 +90,3 @@ class SourceLoader(Lifecycle):
 def _ids(listing_ids: Sequence[int]) -> str:
     shown = ", ".join(str(i) for i in listing_ids[:5])
     return shown + (f" (+{len(listing_ids) - 5} more)" if len(listing_ids) > 5 else "")
-
-
-def _quote(identifier: str) -> str:
-    return ".".join('"' + part.replace('"', '""') + '"' for part in identifier.split("."))
