@@ -23,6 +23,8 @@
     ├── MigrationError                 migration files or schema version unsafe to run
     ├── ReplayError                    `dlq replay` could not run or finish
     ├── OperationFailed                a `dlq` command could not do what was asked
+    ├── ReindexError                   a `reindex` command could not do what was asked
+    │   └── ReindexBusyError           another process runs a reindex of the alias (exit 4)
     ├── ProducerClosedError            emit before start() or after stop()
     └── ChildExitedError               a dev-stack server died before it was ready
 
@@ -202,6 +204,18 @@ class OperationFailed(StreamIndexerError):
     error_class = "operation_failed"
 
 
+class ReindexError(StreamIndexerError):
+    """A `reindex` command could not do what was asked (no open run, wrong phase)."""
+
+    error_class = "reindex_failed"
+
+
+class ReindexBusyError(ReindexError):
+    """Another process holds the reindex lock of this alias: two runs at once are refused."""
+
+    error_class = "reindex_busy"
+
+
 class ProducerClosedError(StreamIndexerError):
     """`emit` was called before `start()` or after `stop()`."""
 
@@ -227,6 +241,8 @@ __all__ = [
     "ProducerBackpressureError",
     "ProducerClosedError",
     "ProducerDeliveryError",
+    "ReindexBusyError",
+    "ReindexError",
     "ReplayError",
     "RetriesExhaustedError",
     "RetryAbortedError",

@@ -325,6 +325,47 @@ class OutboxSettings(_Section):
     max_backoff_ms: int = Field(default=10_000, ge=1)
 
 
+class ReindexSettings(_Section):
+    """`stream-indexer reindex`: how fast the backfill goes and when the catch-up is done."""
+
+    page_size: int = Field(
+        default=1_000, ge=1, description="source rows per backfill page (the largest the AIMD uses)"
+    )
+    min_page_size: int = Field(
+        default=50, ge=1, description="the smallest page the backfill backs off to"
+    )
+    max_rate: float = Field(
+        default=0.0, ge=0, description="backfill documents per second; 0: no limit (--max-rate)"
+    )
+    grace_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="catch-up time after the cutover; unset: the longest a bulk request can "
+        "stay in flight (OPENSEARCH__REQUEST_TIMEOUT_S x 4) plus 5 s (--grace-s)",
+    )
+    catchup_max_lag: int = Field(
+        default=500,
+        ge=0,
+        description="records the catch-up group may trail the live group by and be done",
+    )
+    latency_factor: float = Field(
+        default=3.0,
+        gt=1.0,
+        description="a bulk this many times slower than the best seen halves the page",
+    )
+    live_lag_growth: int = Field(
+        default=1_000,
+        ge=1,
+        description="live-group lag growth (records) between two probes that halves the page",
+    )
+    probe_interval_s: float = Field(
+        default=2.0, gt=0, description="how often the live group's lag is read"
+    )
+    progress_interval_s: float = Field(
+        default=5.0, gt=0, description="seconds between progress log lines (not on a terminal)"
+    )
+
+
 class Settings(BaseSettings):
     """All settings; build with `load_settings()` to get a `ConfigError` on bad input."""
 
@@ -360,6 +401,7 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    reindex: ReindexSettings = Field(default_factory=ReindexSettings)
     shutdown_timeout_s: float = Field(default=25.0, gt=0)
     rebalance_timeout_s: float = Field(default=20.0, gt=0)
 
@@ -471,6 +513,7 @@ __all__ = [
     "OutboxSettings",
     "PostgresSettings",
     "ProducerSettings",
+    "ReindexSettings",
     "RetrySettings",
     "Settings",
     "SourceSettings",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
@@ -23,6 +24,7 @@ from stream_indexer.app.health import Health, Verdict
 from stream_indexer.app.startup import until_ready
 from stream_indexer.app.startup_errors import Step, explain, startup_step
 from stream_indexer.app.wiring import Wiring
+from stream_indexer.dlq.record import DeadLetter
 from stream_indexer.dlq.stats import sample_dlq_table
 from stream_indexer.errors import StreamIndexerError
 from stream_indexer.kafka_clients import consumer_kwargs
@@ -51,11 +53,21 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 class IndexerService(Lifecycle):
     """The indexer: `start()`, `stop()` (idempotent, bounded by the shutdown deadline)."""
 
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        *,
+        bulk_index: str | None = None,
+        keep_letter: Callable[[DeadLetter], bool] | None = None,
+    ) -> None:
+        """`bulk_index` / `keep_letter`: a reindex's catch-up group (see `Wiring`)."""
         self.settings = settings
         self.metrics = metrics or Metrics()
         self._stopping = asyncio.Event()
-        self.wiring = Wiring(settings, self.metrics, self._stopping)
+        self.wiring = Wiring(
+            settings, self.metrics, self._stopping, bulk_index=bulk_index, keep_letter=keep_letter
+        )
         self.health = Health(
             stall_timeout_s=settings.metrics.stall_timeout_s,
             max_fetch_idle_s=max(30.0, settings.kafka.max_poll_interval_ms / 1000),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -22,6 +23,7 @@ from stream_indexer.app.startup_errors import Step, permanent_kafka_error, start
 from stream_indexer.app.topics import ensure_topic
 from stream_indexer.backoff import Backoff, RetryPolicy
 from stream_indexer.dlq.held import HeldLetters
+from stream_indexer.dlq.record import DeadLetter
 from stream_indexer.dlq.redaction import Redactor
 from stream_indexer.dlq.resolver import DeadLetterResolver
 from stream_indexer.dlq.table import PostgresDeadLetterTable
@@ -45,11 +47,22 @@ POOL_CLOSE_TIMEOUT_S = 5.0
 class Wiring(Lifecycle):
     """The sink, the dead-letter stores and the loader; `context` once started."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, stopping: asyncio.Event) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        stopping: asyncio.Event,
+        *,
+        bulk_index: str | None = None,
+        keep_letter: Callable[[DeadLetter], bool] | None = None,
+    ) -> None:
+        """`bulk_index` and `keep_letter` serve a reindex's catch-up group: it writes the
+        index being built and stores only the dead letters the live group cannot have."""
         self.settings = settings
         self.metrics = metrics
         self._stopping = stopping
-        self.sink = OpenSearchSink(settings)
+        self._keep_letter = keep_letter
+        self.sink = OpenSearchSink(settings, bulk_index=bulk_index)
         opensearch = settings.opensearch
         self.assembler = BulkAssembler(
             self.sink,
@@ -111,6 +124,7 @@ class Wiring(Lifecycle):
                 on_degraded=degraded.labels("kafka").inc,
             ),
             optional={"postgres", "kafka"} - set(s.dlq.required_stores),
+            keep=self._keep_letter,
         )
         self._loader = SourceLoader(s.source_dsn, s.source, pool_max_size=s.postgres.pool_max_size)
         await self._loader.start()

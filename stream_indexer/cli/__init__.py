@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "config",
     "dlq",
     "produce",
+    "reindex",
 )
 
 
@@ -105,7 +106,13 @@ def _debug(args: argparse.Namespace) -> bool:
 
 def _command_words(args: argparse.Namespace) -> list[str]:
     words = [str(args.command)]
-    for name in ("config_action", "migrate_action", "dlq_action", "outbox_command"):
+    for name in (
+        "config_action",
+        "migrate_action",
+        "dlq_action",
+        "outbox_command",
+        "reindex_action",
+    ):
         value = getattr(args, name, None)
         if value:
             words.append(str(value))

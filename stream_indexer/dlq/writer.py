@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from stream_indexer.dlq.record import DeadLetter
@@ -38,12 +38,16 @@ class DeadLetterWriter:
         topic: KafkaDeadLetterTopic | None,
         *,
         optional: Collection[str] = (),
+        keep: Callable[[DeadLetter], bool] | None = None,
     ) -> None:
+        """`keep`, when given, decides which letters are stored at all (a reindex's
+        catch-up group stores only what the live group cannot have stored already)."""
         if table is None and topic is None:
             raise ValueError("DeadLetterWriter needs at least one store, or letters are lost")
         self.table = table
         self.topic = topic
         self.optional = frozenset(optional)
+        self.keep = keep
         if self.optional >= set(self.stores):
             raise ValueError("at least one dead-letter store must be required")
 
@@ -61,6 +65,8 @@ class DeadLetterWriter:
         self, letters: Sequence[DeadLetter], *, only: Collection[str] | None = None
     ) -> DeadLetterDelivery:
         """A delivery of `letters` to every store (or those in `only`); call `attempt()`."""
+        if self.keep is not None:
+            letters = [letter for letter in letters if self.keep(letter)]
         return DeadLetterDelivery(self, letters, only=only)
 
     async def write(

@@ -54,12 +54,16 @@ class OrjsonSerializer(JSONSerializer):
 class OpenSearchSink(Lifecycle):
     """Owns the AsyncOpenSearch client; `start()` ensures the index and alias exist."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, bulk_index: str | None = None) -> None:
+        """`bulk_index` names a physical index to write instead of the configured one (a
+        reindex writes the index it builds, which no alias points to yet)."""
         self._settings = settings
         self._os = settings.opensearch
         self.alias = settings.opensearch.index
         self.physical_index = settings.physical_index
-        self._bulk_url = f"/{self.physical_index}/_bulk"
+        self.bulk_target = bulk_index or self.physical_index
+        self._bulk_url = f"/{self.bulk_target}/_bulk"
+        self._owns_index = bulk_index is None
         self._client: AsyncOpenSearch | None = None
 
     @property
@@ -71,7 +75,7 @@ class OpenSearchSink(Lifecycle):
     async def _start(self) -> None:
         if self._client is None:
             self._client = self._build_client()
-        if self._os.create_index:
+        if self._os.create_index and self._owns_index:
             await self.ensure_index()
 
     async def _stop(self) -> None:

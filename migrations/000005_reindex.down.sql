@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS stream_indexer_reindex_runs;

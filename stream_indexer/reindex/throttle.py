@@ -1,0 +1,125 @@
+"""Reindex, throttle: live traffic first. A token bucket caps the backfill's documents per
+second (`--max-rate`), and an AIMD controller sizes its pages from what the cluster and the
+live consumer group say: each page that went well grows the next one by a step (additive
+increase); a page that met overload (429 / rejected execution, retried by the bulk writer),
+a bulk much slower than the best seen, or a live group whose lag grew since the last probe
+halves it (multiplicative decrease). Pure logic: the clock and sleep are injected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+
+class TokenBucket:
+    """`rate` tokens per second, at most `burst` saved up; rate 0 means no limit."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.rate = rate
+        self.burst = burst if burst is not None else max(rate, 1.0)
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = self.burst
+        self._at = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+
+    def wait_time(self, n: int) -> float:
+        """Seconds until `n` tokens can be taken (0 when they can be now)."""
+        if self.rate <= 0:
+            return 0.0
+        self._refill()
+        return max(0.0, (n - self._tokens) / self.rate)
+
+    async def take(self, n: int) -> None:
+        """Take `n` tokens, sleeping until they are there. A page larger than the burst
+        goes into debt instead of waiting forever: the next page pays for it."""
+        if self.rate <= 0:
+            return
+        self._refill()
+        wait = max(0.0, (min(n, self.burst) - self._tokens) / self.rate)
+        if wait > 0:
+            await self._sleep(wait)
+            self._refill()
+        self._tokens -= n
+
+
+@dataclass(slots=True)
+class PageSignal:
+    """What one page of the backfill saw."""
+
+    #: seconds its bulk took (all rounds, retries included)
+    latency_s: float
+    #: items or requests answered with overload (429, 5xx, rejected execution)
+    overloaded: int = 0
+    #: the live group's total lag at the latest probe, None when not probed
+    live_lag: int | None = None
+
+
+class Aimd:
+    """The backfill's page size: +`step` after a good page, halved after a bad one."""
+
+    def __init__(
+        self,
+        *,
+        maximum: int,
+        minimum: int,
+        latency_factor: float = 3.0,
+        lag_growth: int = 1_000,
+        step: int | None = None,
+    ) -> None:
+        if minimum > maximum:
+            minimum = maximum
+        self.maximum = maximum
+        self.minimum = minimum
+        self.latency_factor = latency_factor
+        self.lag_growth = lag_growth
+        self.step = step if step is not None else max(1, maximum // 10)
+        self.size = maximum
+        #: the best latency per document seen: "rising latency" is measured against it
+        self._best_per_doc: float | None = None
+        self._last_lag: int | None = None
+        self.decreases = 0
+        self.reason = ""
+
+    def observe(self, signal: PageSignal, docs: int) -> int:
+        """Feed one page's outcome; return the next page size."""
+        reason = ""
+        if signal.overloaded:
+            reason = "overload"
+        per_doc = signal.latency_s / max(docs, 1)
+        if self._best_per_doc is None or per_doc < self._best_per_doc:
+            self._best_per_doc = per_doc
+        elif not reason and per_doc > self._best_per_doc * self.latency_factor:
+            reason = "latency"
+        if signal.live_lag is not None:
+            if (
+                not reason
+                and self._last_lag is not None
+                and signal.live_lag - self._last_lag >= self.lag_growth
+            ):
+                reason = "live_lag"
+            self._last_lag = signal.live_lag
+        if reason:
+            self.size = max(self.minimum, self.size // 2)
+            self.decreases += 1
+        else:
+            self.size = min(self.maximum, self.size + self.step)
+        self.reason = reason
+        return self.size
+
+
+__all__ = ["Aimd", "PageSignal", "TokenBucket"]
