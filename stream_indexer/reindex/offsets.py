@@ -110,7 +110,7 @@ class LagProbe(Lifecycle):
             # fetching at the last known end costs an empty response
             known = self._highwater.get(tp.partition)
             if known is None:
-                reader.seek_to_beginning(tp)
+                await reader.seek_to_beginning(tp)
             else:
                 reader.seek(tp, known)
         deadline = time.monotonic() + HIGHWATER_TIMEOUT_S

@@ -101,6 +101,8 @@ class Reporter:
             self._stream.flush()
 
     def _show(self, *, force: bool = False) -> None:
+        if not self.phase:
+            return
         now = self._clock()
         if self.tty:
             if force or now - self._shown_at >= MIN_REDRAW_S:
