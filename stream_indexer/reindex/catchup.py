@@ -88,6 +88,11 @@ class CatchUp(Lifecycle):
         self._task: asyncio.Task[None] | None = None
 
     async def _start(self) -> None:
+        committed = await self._probe.committed(self.group_id)
+        log.info(
+            "reindex catch-up group starts from its committed offsets",
+            extra={"group_id": self.group_id, "committed_total": sum(committed.values())},
+        )
         await self.service.start()
         self._task = asyncio.create_task(self.service.run_until_stopped(), name="reindex-catchup")
         log.info(

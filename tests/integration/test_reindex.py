@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from support.pipeline import assert_index_matches, prepare_pipeline
+from opensearchpy import AsyncOpenSearch
+from support.pipeline import (
+    assert_index_matches,
+    kill,
+    prepare_pipeline,
+    wait_exit,
+    wait_for,
+)
 from support.reindex import (
     FAST_REINDEX,
     alias_indices,
     index_through_service,
     raw_documents,
     reindex,
+    reindex_process,
     run_row,
     seed_source,
 )
@@ -21,6 +30,7 @@ from support.stack_fixtures import SettingsFactory, TopicFactory
 
 from stream_indexer.devtools.demo import DemoPlan, plan_events
 from stream_indexer.devtools.synthetic import event_bytes, listing_data
+from stream_indexer.opensearch.mapping import index_body
 from stream_indexer.settings import Settings
 
 PARTITIONS = 3
@@ -57,7 +67,7 @@ async def test_run_from_postgres_rebuilds_exactly_keeps_tombstones_and_moves_bot
     assert await alias_indices(opensearch_url, alias) == [old]
 
     code = await reindex(settings, "run", "--grace-s", "0.2", log_path=str(tmp_path / "r.log"))
-    assert code == 0, (tmp_path / "r.log").read_text()[-3000:]
+    assert code == 0, _text(tmp_path / "r.log")[-3000:]
 
     new = f"{alias}_v2"
     assert await alias_indices(opensearch_url, alias) == [new]
@@ -100,3 +110,122 @@ async def test_run_from_postgres_rebuilds_exactly_keeps_tombstones_and_moves_bot
     assert after[victim]["deleted"] is True, "a stale event resurrected a deleted listing"
     assert after[fresh_id]["_version"] == 5, "the indexer did not write the new index"
     assert fresh_id not in await raw_documents(opensearch_url, old)
+
+
+def _mapping_with_city_text(path: Path) -> Path:
+    body = index_body()
+    body["mappings"]["properties"]["city"] = {
+        "type": "keyword",
+        "fields": {"text": {"type": "text"}},
+    }
+    path.write_text(json.dumps(body))
+    return path
+
+
+async def _city_text_hits(url: str, alias: str, word: str) -> int:
+    client = AsyncOpenSearch(hosts=[url])
+    try:
+        await client.indices.refresh(index=alias)
+        found = await client.search(index=alias, body={"query": {"match": {"city.text": word}}})
+        return int(found["hits"]["total"]["value"])
+    finally:
+        await client.close()
+
+
+async def test_mapping_change_is_searchable_after_cutover_and_rollback_restores_the_old_one(
+    opensearch_url: str,
+    pg_dsn: str,
+    topic_factory: TopicFactory,
+    settings_for: SettingsFactory,
+    tmp_path: Path,
+) -> None:
+    settings, plan = await _world(settings_for, topic_factory, pg_dsn)
+    alias = settings.opensearch.index
+    logs = str(tmp_path / "r.log")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"mappings": {"properties": {"title": {"type": "text"}}}}')
+    assert await reindex(settings, "run", "--mapping", str(bad), log_path=logs) == 2
+    assert "--mapping" in _text(logs)
+    assert await run_row(pg_dsn) is None
+
+    city = next(iter(plan.live_listings.values()))["city"]
+    word = city.split()[0].lower()
+    assert await _city_text_hits(opensearch_url, alias, word) == 0
+    mapping = _mapping_with_city_text(tmp_path / "mapping.json")
+    assert (
+        await reindex(settings, "run", "--mapping", str(mapping), "--grace-s", "0.2", log_path=logs)
+        == 0
+    )
+    assert await _city_text_hits(opensearch_url, alias, word) > 0
+
+    # pods write the new index after the cutover; a rollback must not lose that
+    rng = random.Random(8)
+    late_id = 888_888
+    late = event_bytes(
+        late_id, 9, "index", listing_data(rng, late_id, datetime.now(UTC)), datetime.now(UTC), rng
+    )
+    await index_through_service(settings, [(b"888888", late)])
+    assert late_id in await raw_documents(opensearch_url, f"{alias}_v2")
+
+    assert await reindex(settings, "rollback", "--grace-s", "0.2", log_path=logs) == 0
+    assert await alias_indices(opensearch_url, alias) == [f"{alias}_v1"]
+    assert await alias_indices(opensearch_url, f"{alias}_write") == [f"{alias}_v1"]
+    assert await _city_text_hits(opensearch_url, alias, word) == 0
+    assert (await raw_documents(opensearch_url, f"{alias}_v1"))[late_id]["_version"] == 9
+    row = await run_row(pg_dsn)
+    assert row is not None and row["phase"] == "rolled_back"
+
+    assert await reindex(settings, "cleanup", "--keep", "0", log_path=logs) == 0
+    client = AsyncOpenSearch(hosts=[opensearch_url])
+    try:
+        assert not await client.indices.exists(index=f"{alias}_v2")
+        assert await client.indices.exists(index=f"{alias}_v1")
+    finally:
+        await client.close()
+
+
+async def test_a_second_run_is_refused_while_one_runs_and_abort_deletes_its_index(
+    opensearch_url: str,
+    pg_dsn: str,
+    topic_factory: TopicFactory,
+    settings_for: SettingsFactory,
+    tmp_path: Path,
+) -> None:
+    settings, _plan = await _world(
+        settings_for,
+        topic_factory,
+        pg_dsn,
+        **{"reindex.page_size": 10, "reindex.min_page_size": 10},
+    )
+    alias = settings.opensearch.index
+    first = reindex_process(settings, "start", "--max-rate", "40", log_path=str(tmp_path / "1.log"))
+    try:
+        await wait_for(
+            lambda: _rows_done_at_least(pg_dsn, 20), within_s=60, what="the backfill to begin"
+        )
+        second_log = tmp_path / "2.log"
+        assert await reindex(settings, "run", log_path=str(second_log)) == 4
+        assert "another reindex" in _text(second_log)
+        assert await reindex(settings, "abort", log_path=str(tmp_path / "a.log")) == 0
+        assert await wait_exit(first, 60) == 1
+    finally:
+        kill(first)
+    assert "aborted" in _text(tmp_path / "1.log")
+    row = await run_row(pg_dsn)
+    assert row is not None and row["phase"] == "aborted"
+    assert 0 < row["rows_done"] < row["rows_total"]
+    client = AsyncOpenSearch(hosts=[opensearch_url])
+    try:
+        assert not await client.indices.exists(index=f"{alias}_v2")
+    finally:
+        await client.close()
+    assert await alias_indices(opensearch_url, alias) == [f"{alias}_v1"]
+
+
+async def _rows_done_at_least(pg_dsn: str, rows: int) -> bool:
+    row = await run_row(pg_dsn)
+    return row is not None and row["rows_done"] >= rows
+
+
+def _text(path: Path | str) -> str:
+    return Path(path).read_text()

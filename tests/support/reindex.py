@@ -3,19 +3,18 @@ process, and raw reads of physical indices (tombstones included)."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 from typing import Any
 
 import asyncpg
 from opensearchpy import AsyncOpenSearch
-from support.pipeline import service_caught_up, settings_env, wait_exit, wait_for
-from support.source_table import create_source_table, upsert_rows
 
 from stream_indexer.app.service import IndexerService
 from stream_indexer.devtools.demo import DemoPlan, produce_records
 from stream_indexer.settings import Settings
+from support.pipeline import service_caught_up, settings_env, wait_exit, wait_for
+from support.source_table import create_source_table, upsert_rows
 
 #: fast settings for a reindex child process
 FAST_REINDEX: dict[str, Any] = {
@@ -109,5 +108,3 @@ async def run_row(pg_dsn: str) -> dict[str, Any] | None:
         return None if row is None else dict(row)
     finally:
         await conn.close()
-
-
