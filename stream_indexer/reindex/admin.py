@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stream_indexer.errors import ReindexBusyError, ReindexError
-from stream_indexer.reindex import _aliases as aliases
+from stream_indexer.opensearch import aliases
 from stream_indexer.reindex.progress import eta_seconds
 from stream_indexer.reindex.session import Session
 from stream_indexer.reindex.state import ReindexRun, RunLock

@@ -37,11 +37,11 @@ from stream_indexer.dlq.redaction import Redactor
 from stream_indexer.dlq.writer import DeadLetterWriter
 from stream_indexer.errors import PoisonRecordError, SchemaInvalidError
 from stream_indexer.observability.metrics import Metrics
+from stream_indexer.opensearch import aliases
 from stream_indexer.opensearch.bulk import PendingWrite
 from stream_indexer.opensearch.writer import BulkWriter
 from stream_indexer.pipeline.documents import versioned_write
 from stream_indexer.pipeline.source_scan import SourceRow, SourceScanner
-from stream_indexer.reindex import _aliases as aliases
 from stream_indexer.reindex.state import ReindexRun, RunStore
 from stream_indexer.reindex.throttle import Aimd, PageSignal, TokenBucket
 from stream_indexer.settings import Settings

@@ -24,12 +24,12 @@ from stream_indexer.dlq.topic import KafkaDeadLetterTopic
 from stream_indexer.dlq.writer import DeadLetterWriter
 from stream_indexer.errors import ReindexError
 from stream_indexer.kafka_clients import create_producer, producer_kwargs
+from stream_indexer.opensearch import aliases
 from stream_indexer.opensearch.assembler import BulkAssembler
 from stream_indexer.opensearch.mapping import index_body
 from stream_indexer.opensearch.sink import MAX_TIMEOUT_SCALE, OpenSearchSink
 from stream_indexer.opensearch.writer import BulkWriter
 from stream_indexer.pipeline.source_scan import SourceScanner
-from stream_indexer.reindex import _aliases as aliases
 from stream_indexer.reindex.backfill import Backfill, BackfillTools
 from stream_indexer.reindex.catchup import CatchUp
 from stream_indexer.reindex.offsets import commit_group_offsets, group_offsets

@@ -19,8 +19,8 @@ from stream_indexer.app.startup import create_pool
 from stream_indexer.errors import ReindexError
 from stream_indexer.observability.metrics import Metrics
 from stream_indexer.observability.reindex_metrics import ReindexMetrics
+from stream_indexer.opensearch import aliases
 from stream_indexer.opensearch.sink import OpenSearchSink
-from stream_indexer.reindex import _aliases as aliases
 from stream_indexer.reindex.offsets import LagProbe
 from stream_indexer.reindex.progress import Reporter
 from stream_indexer.reindex.state import ReindexRun, RunStore
@@ -40,7 +40,7 @@ class Session:
     ) -> None:
         self.settings = settings
         self.alias = settings.opensearch.index
-        self.write_alias = aliases.write_alias_of(settings)
+        self.write_alias = settings.write_alias
         self.live_group = settings.kafka.group_id
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = Metrics(self.registry)

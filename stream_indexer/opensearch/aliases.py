@@ -1,4 +1,4 @@
-"""Reindex, temporary stand-in for opensearch/aliases.py: which index searches read, pods write.
+"""Sink aliases: which physical index searches read and pods write, and moving both at once.
 
 Searches read the search alias (`OPENSEARCH__INDEX`, filtered: it hides tombstones); pods
 write through the write alias (`OPENSEARCH__WRITE_ALIAS`). Neither names a physical index,
@@ -116,15 +116,6 @@ async def tombstones(
         search_after = hits[-1]["sort"]
 
 
-def write_alias_of(settings: object) -> str:
-    """`settings.write_alias` until the setting lands."""
-    found = getattr(settings, "write_alias", None)
-    if isinstance(found, str):
-        return found
-    index: str = settings.opensearch.index  # type: ignore[attr-defined]
-    return f"{index}_write"
-
-
 __all__ = [
     "alias_targets",
     "create_next_index",
@@ -134,5 +125,4 @@ __all__ = [
     "version_number",
     "versioned_indices",
     "versioned_name",
-    "write_alias_of",
 ]
