@@ -1,0 +1,76 @@
+"""The backfill's throttle: the token bucket's rate and the AIMD page size (pure logic)."""
+
+from __future__ import annotations
+
+from stream_indexer.reindex.throttle import Aimd, PageSignal, TokenBucket
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+async def test_the_bucket_holds_the_rate_over_many_pages() -> None:
+    time = FakeTime()
+    bucket = TokenBucket(100.0, burst=100.0, clock=time.clock, sleep=time.sleep)
+    for _ in range(50):
+        await bucket.take(50)
+    # 2,500 documents at 100/s: 25 s, less the 1 s the initial burst covers
+    assert abs(time.now - 24.0) < 1e-6
+
+
+async def test_a_page_larger_than_the_burst_goes_into_debt_instead_of_waiting_forever() -> None:
+    time = FakeTime()
+    bucket = TokenBucket(10.0, burst=10.0, clock=time.clock, sleep=time.sleep)
+    await bucket.take(100)
+    assert time.now == 0.0
+    await bucket.take(10)  # pays the debt: (10 + 90) / 10 s
+    assert abs(time.now - 10.0) < 1e-6
+
+
+async def test_rate_zero_never_waits() -> None:
+    time = FakeTime()
+    bucket = TokenBucket(0.0, clock=time.clock, sleep=time.sleep)
+    for _ in range(10):
+        await bucket.take(10_000)
+    assert time.slept == []
+
+
+def test_aimd_grows_additively_and_halves_on_overload() -> None:
+    aimd = Aimd(maximum=1_000, minimum=50, step=100)
+    aimd.size = 400
+    assert aimd.observe(PageSignal(latency_s=0.4), 400) == 500
+    assert aimd.observe(PageSignal(latency_s=0.5, overloaded=3), 500) == 250
+    assert aimd.reason == "overload"
+    for _ in range(20):
+        aimd.observe(PageSignal(latency_s=0.001), 250)
+    assert aimd.size == 1_000, "never beyond the maximum"
+
+
+def test_aimd_halves_when_latency_rises_against_the_best_seen() -> None:
+    aimd = Aimd(maximum=1_000, minimum=50, latency_factor=3.0)
+    aimd.observe(PageSignal(latency_s=1.0), 1_000)  # 1 ms per doc: the best
+    assert aimd.observe(PageSignal(latency_s=2.0), 1_000) == 1_000  # slower, within the factor
+    assert aimd.observe(PageSignal(latency_s=4.0), 1_000) == 500
+    assert aimd.reason == "latency"
+
+
+def test_aimd_halves_when_the_live_group_lag_grows_and_never_below_the_minimum() -> None:
+    aimd = Aimd(maximum=400, minimum=100, lag_growth=1_000)
+    aimd.observe(PageSignal(latency_s=0.1, live_lag=10), 400)
+    aimd.observe(PageSignal(latency_s=0.1, live_lag=500), 400)  # grew by 490: fine
+    assert aimd.size == 400
+    assert aimd.observe(PageSignal(latency_s=0.1, live_lag=1_600), 400) == 200
+    assert aimd.reason == "live_lag"
+    aimd.observe(PageSignal(latency_s=0.1, overloaded=1), 200)
+    aimd.observe(PageSignal(latency_s=0.1, overloaded=1), 100)
+    assert aimd.size == 100
+    assert aimd.decreases == 3
