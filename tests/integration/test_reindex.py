@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opensearchpy import AsyncOpenSearch
 from support.pipeline import (
+    SLOW_PIPELINE,
     assert_index_matches,
+    committed_offsets,
     kill,
     prepare_pipeline,
+    service_caught_up,
     wait_exit,
     wait_for,
 )
@@ -28,7 +33,8 @@ from support.reindex import (
 )
 from support.stack_fixtures import SettingsFactory, TopicFactory
 
-from stream_indexer.devtools.demo import DemoPlan, plan_events
+from stream_indexer.app.service import IndexerService
+from stream_indexer.devtools.demo import DemoPlan, plan_events, produce_records
 from stream_indexer.devtools.synthetic import event_bytes, listing_data
 from stream_indexer.opensearch.mapping import index_body
 from stream_indexer.settings import Settings
@@ -229,3 +235,129 @@ async def _rows_done_at_least(pg_dsn: str, rows: int) -> bool:
 
 def _text(path: Path | str) -> str:
     return Path(path).read_text()
+
+
+def _merged(*plans: DemoPlan) -> DemoPlan:
+    expected: dict[int, Any] = {}
+    versions: dict[int, int] = {}
+    for plan in plans:
+        expected.update(plan.expected)
+        versions.update(plan.expected_versions)
+    return DemoPlan([], expected, versions, 0, 0, 0, 0)
+
+
+def _started_from(log: Path) -> int:
+    """The committed total the catch-up group started from, per the reindex's own log."""
+    for line in _text(log).splitlines():
+        if line.startswith("{") and "catch-up group starts" in line:
+            return int(json.loads(line)["committed_total"])
+    raise AssertionError(f"no catch-up start in {log}")
+
+
+async def test_sigkill_mid_backfill_and_mid_catch_up_resumes_to_the_exact_index(
+    kafka_bootstrap: str,
+    opensearch_url: str,
+    pg_dsn: str,
+    topic_factory: TopicFactory,
+    settings_for: SettingsFactory,
+    tmp_path: Path,
+) -> None:
+    settings, plan = await _world(
+        settings_for,
+        topic_factory,
+        pg_dsn,
+        **{"reindex.page_size": 10, "reindex.min_page_size": 10, **SLOW_PIPELINE},
+    )
+    alias, topic = settings.opensearch.index, settings.kafka.topic
+    run = ["run", "--grace-s", "0.2", "--max-rate", "60"]
+    first = reindex_process(settings, *run, log_path=str(tmp_path / "1.log"))
+    try:
+        await wait_for(lambda: _rows_done_at_least(pg_dsn, 40), within_s=60, what="backfill")
+        first.send_signal(signal.SIGKILL)
+        await wait_exit(first, 10)
+    finally:
+        kill(first)
+    killed = await run_row(pg_dsn)
+    assert killed is not None and killed["phase"] == "backfill"
+    assert 0 < killed["rows_done"] < killed["rows_total"]
+
+    # events the live group has not seen: the catch-up group must replay them all
+    more = plan_events(4_000, listings=800, seed=12, poison_every=0, start_id=50_000)
+    ends = await produce_records(kafka_bootstrap, topic, more.records)
+    live = settings.model_copy(deep=True)
+    live.batch.max_records, live.opensearch.max_in_flight_bulks = 1_000, 4
+    async with IndexerService(live) as pods:
+        await wait_for(lambda: service_caught_up(pods, ends), within_s=60, what="the live group")
+        second = reindex_process(settings, *run, log_path=str(tmp_path / "2.log"))
+        try:
+            await wait_for(
+                lambda: _catching_up(pg_dsn, kafka_bootstrap, settings, ends),
+                within_s=90,
+                what="the catch-up group mid-way",
+                step=0.05,
+            )
+            second.send_signal(signal.SIGKILL)
+            await wait_exit(second, 10)
+        finally:
+            kill(second)
+        at_kill = sum(
+            max(0, o)
+            for o in (
+                await committed_offsets(
+                    kafka_bootstrap, _catchup_group(settings), topic, PARTITIONS
+                )
+            ).values()
+        )
+        third_log = tmp_path / "3.log"
+        third = await reindex(settings, *run, log_path=str(third_log), within_s=150)
+        assert third == 0, _text(third_log)[-3000:]
+        assert pods.running
+    assert _started_from(third_log) >= at_kill > 0, "the catch-up started over"
+    row = await run_row(pg_dsn)
+    assert row is not None and row["id"] == killed["id"] and row["resumes"] == 2
+    assert (row["phase"], row["rows_done"]) == ("done", row["rows_total"]), "backfill restarted"
+    assert await alias_indices(opensearch_url, alias) == [f"{alias}_v2"]
+    client = AsyncOpenSearch(hosts=[opensearch_url])
+    try:
+        assert not await client.indices.exists(index=f"{alias}_v3")
+    finally:
+        await client.close()
+    await assert_index_matches(opensearch_url, alias, _merged(plan, more))
+
+
+def _catchup_group(settings: Settings) -> str:
+    return f"{settings.kafka.group_id}.reindex.1"
+
+
+async def _catching_up(pg_dsn: str, bootstrap: str, settings: Settings, ends: Any) -> bool:
+    row = await run_row(pg_dsn)
+    if row is None or row["phase"] != "catchup":
+        return False
+    committed = await committed_offsets(
+        bootstrap, _catchup_group(settings), settings.kafka.topic, PARTITIONS
+    )
+    done = sum(max(0, o) for o in committed.values())
+    started = sum(json.loads(row["live_offsets"]).values())
+    return bool(started < done < sum(ends.values()))
+
+
+async def test_source_topic_rebuilds_the_same_exact_index(
+    opensearch_url: str,
+    pg_dsn: str,
+    topic_factory: TopicFactory,
+    settings_for: SettingsFactory,
+    tmp_path: Path,
+) -> None:
+    settings, plan = await _world(settings_for, topic_factory, pg_dsn)
+    alias = settings.opensearch.index
+    log = tmp_path / "r.log"
+    code = await reindex(
+        settings, "run", "--source", "topic", "--grace-s", "0.2", log_path=str(log)
+    )
+    assert code == 0, _text(log)[-3000:]
+    assert await alias_indices(opensearch_url, alias) == [f"{alias}_v2"]
+    await assert_index_matches(opensearch_url, alias, plan)
+    rebuilt = await raw_documents(opensearch_url, f"{alias}_v2")
+    assert {lid: doc["_version"] for lid, doc in rebuilt.items()} == plan.expected_versions
+    row = await run_row(pg_dsn)
+    assert row is not None and (row["source"], row["rows_done"]) == ("topic", 0)
