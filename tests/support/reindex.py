@@ -3,18 +3,24 @@ process, and raw reads of physical indices (tombstones included)."""
 
 from __future__ import annotations
 
+import asyncio
+import random
 import subprocess
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from opensearchpy import AsyncOpenSearch
 
 from stream_indexer.app.service import IndexerService
 from stream_indexer.devtools.demo import DemoPlan, produce_records
+from stream_indexer.devtools.synthetic import event_bytes, listing_data
+from stream_indexer.kafka_clients import create_producer
 from stream_indexer.settings import Settings
 from support.pipeline import service_caught_up, settings_env, wait_exit, wait_for
-from support.source_table import create_source_table, upsert_rows
+from support.source_table import create_source_table, delete_rows, upsert_rows
 
 #: fast settings for a reindex child process
 FAST_REINDEX: dict[str, Any] = {
@@ -108,3 +114,107 @@ async def run_row(pg_dsn: str) -> dict[str, Any] | None:
         return None if row is None else dict(row)
     finally:
         await conn.close()
+
+
+class LoadProducer:
+    """Creates, updates, out-of-order (stale) versions and deletes, each written to the
+    source table first and then emitted, as an application does; tracks what the index
+    must end up holding."""
+
+    def __init__(self, settings: Settings, pg_dsn: str, plan: DemoPlan, *, seed: int = 5) -> None:
+        self._settings = settings
+        self._dsn = pg_dsn
+        self.expected: dict[int, dict[str, Any] | None] = dict(plan.expected)
+        self.versions: dict[int, int] = dict(plan.expected_versions)
+        self.deletes = 0
+        self.created: list[int] = []
+        self._rng = random.Random(seed)
+        self._next_id = 500_000
+        self.stop = asyncio.Event()
+
+    def plan(self) -> DemoPlan:
+        return DemoPlan([], dict(self.expected), dict(self.versions), 0, 0, 0, 0)
+
+    def _event(self) -> tuple[int, int, str, dict[str, Any] | None, bool]:
+        """(listing id, version, action, data, changes the source)."""
+        rng, now = self._rng, datetime.now(UTC)
+        roll = rng.random()
+        live = [lid for lid, data in self.expected.items() if data is not None]
+        if roll < 0.25 or not live:
+            self._next_id += 1
+            lid = self._next_id
+            self.created.append(lid)
+            return lid, 1_000, "index", listing_data(rng, lid, now), True
+        lid = rng.choice(live)
+        if roll < 0.35:
+            return lid, self.versions[lid] + rng.randint(1, 100), "delete", None, True
+        if roll < 0.45:  # an out-of-order, older version: must never win
+            return lid, self.versions[lid] - 1, "index", listing_data(rng, lid, now), False
+        return (
+            lid,
+            self.versions[lid] + rng.randint(1, 100),
+            "index",
+            listing_data(rng, lid, now),
+            True,
+        )
+
+    async def run(self, per_second: float = 150.0) -> None:
+        producer = create_producer(
+            None,
+            bootstrap_servers=self._settings.kafka.bootstrap_servers,
+            acks="all",
+            enable_idempotence=False,
+            linger_ms=5,
+        )
+        conn = await asyncpg.connect(self._dsn)
+        await producer.start()
+        try:
+            while not self.stop.is_set():
+                for _ in range(max(1, int(per_second / 10))):
+                    lid, version, action, data, changes = self._event()
+                    if changes:
+                        if action == "delete":
+                            await delete_rows(conn, [lid])
+                            self.deletes += 1
+                        else:
+                            await upsert_rows(conn, [(data or {}, version)])
+                        self.expected[lid], self.versions[lid] = data, version
+                    value = event_bytes(lid, version, action, data, datetime.now(UTC), self._rng)
+                    await producer.send_and_wait(
+                        self._settings.kafka.topic, value=value, key=str(lid).encode()
+                    )
+                await asyncio.sleep(0.1)
+        finally:
+            await producer.stop()
+            await conn.close()
+
+    async def end_offsets(self) -> dict[int, int]:
+        """partition -> end offset, from a fetch (what the pods must reach)."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka.bootstrap_servers, group_id=None
+        )
+        await consumer.start()
+        try:
+            tps = [
+                TopicPartition(self._settings.kafka.topic, p)
+                for p in sorted(consumer.partitions_for_topic(self._settings.kafka.topic) or [])
+            ]
+            if not tps:
+                await consumer.topics()
+                tps = [
+                    TopicPartition(self._settings.kafka.topic, p)
+                    for p in sorted(consumer.partitions_for_topic(self._settings.kafka.topic) or [])
+                ]
+            consumer.assign(tps)
+            for tp in tps:
+                await consumer.seek_to_beginning(tp)
+            ends: dict[int, int] = {}
+            while len(ends) < len(tps):
+                await consumer.getmany(timeout_ms=200, max_records=1)
+                for tp in tps:
+                    hw = consumer.highwater(tp)
+                    if hw is not None:
+                        ends[tp.partition] = hw
+            return ends
+        finally:
+            await consumer.stop()
