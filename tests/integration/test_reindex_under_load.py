@@ -11,6 +11,7 @@ from opensearchpy import AsyncOpenSearch
 from support.pipeline import (
     assert_index_matches,
     caught_up,
+    committed_offsets,
     kill,
     prepare_pipeline,
     start_indexer,
@@ -84,7 +85,7 @@ async def test_reindex_under_load_with_two_pods_readers_never_miss_a_document(
     alias = settings.opensearch.index
     plan = plan_events(900, listings=300, seed=17, poison_every=0, delete_ratio=0.1)
     await seed_source(pg_dsn, plan)
-    await index_through_service(settings, plan.records)
+    initial = await index_through_service(settings, plan.records)
     baseline = len(plan.live_listings)
 
     pods = [start_indexer(settings, log_path=str(tmp_path / f"pod{n}.log")) for n in (1, 2)]
@@ -92,6 +93,12 @@ async def test_reindex_under_load_with_two_pods_readers_never_miss_a_document(
     reader = Reader(opensearch_url, alias, load, baseline)
     tasks = [asyncio.create_task(load.run()), asyncio.create_task(reader.run())]
     try:
+        # both pods consume the live stream before the reindex begins
+        await wait_for(
+            lambda: _consuming(kafka_bootstrap, settings.kafka.group_id, topic, initial),
+            within_s=60,
+            what="the pods to consume the load",
+        )
         log = tmp_path / "reindex.log"
         code = await reindex(
             settings,
@@ -99,7 +106,7 @@ async def test_reindex_under_load_with_two_pods_readers_never_miss_a_document(
             "--source",
             "postgres",
             "--max-rate",
-            "100",
+            "60",
             "--grace-s",
             "1",
             log_path=str(log),
@@ -144,6 +151,12 @@ async def test_reindex_under_load_with_two_pods_readers_never_miss_a_document(
     assert load.created[-1] in rebuilt and load.created[-1] not in old
     row = await run_row(pg_dsn)
     assert row is not None and row["phase"] == "done"
+
+
+async def _consuming(bootstrap: str, group: str, topic: str, initial: dict[int, int]) -> bool:
+    """The live group has committed past the initial events on every partition."""
+    committed = await committed_offsets(bootstrap, group, topic, PARTITIONS)
+    return all(committed.get(p, -1) > end for p, end in initial.items())
 
 
 def _text(path: Path) -> str:
