@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from stream_indexer.observability.metrics import Metrics
+from stream_indexer.observability.reindex_metrics import ReindexMetrics
 from stream_indexer.settings import ENV_PREFIX, Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,7 +42,9 @@ def setting_env_names() -> frozenset[str]:
 def exported_metric_names() -> frozenset[str]:
     """Series names a scrape of `Metrics` can contain (counter `_total`, histogram parts, ...)."""
     names: set[str] = set()
-    for family in Metrics(CollectorRegistry()).registry.collect():
+    registry = Metrics(CollectorRegistry()).registry
+    ReindexMetrics(registry)  # served next to them by a running reindex
+    for family in registry.collect():
         base = family.name
         if family.type == "counter":
             names.update({f"{base}_total", f"{base}_created"})
