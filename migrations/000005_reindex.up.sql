@@ -5,7 +5,8 @@
 -- id whose page OpenSearch acknowledged); live_offsets are the live group's committed offsets
 -- taken before the backfill read its first row (where the catch-up group starts), and
 -- cutover_offsets the live group's offsets at the alias switch (where a rollback replays from),
--- both as {"<partition>": offset}.
+-- both as {"<partition>": offset}. index_body is what the new index was created with (a rerun
+-- that finds the index missing creates it with the same mapping).
 
 CREATE TABLE IF NOT EXISTS stream_indexer_reindex_runs (
     id                 bigserial   PRIMARY KEY,
@@ -25,6 +26,7 @@ CREATE TABLE IF NOT EXISTS stream_indexer_reindex_runs (
     resumes            integer     NOT NULL DEFAULT 0,
     docs_per_s         double precision,
     catchup_lag        bigint,
+    index_body         jsonb,
     live_offsets       jsonb,
     cutover_offsets    jsonb,
     error              text,

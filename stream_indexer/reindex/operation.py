@@ -129,12 +129,12 @@ async def _begin(session: Session, options: RunOptions) -> ReindexRun:
         source=options.source,
         rows_total=total,
     )
-    await session.store.update(created, live_offsets=live)
     os = settings.opensearch
     body = options.mapping or index_body(
         number_of_shards=os.number_of_shards, number_of_replicas=os.number_of_replicas
     )
-    await client.indices.create(index=new_index, body=body)
+    await session.store.update(created, live_offsets=live, index_body=body)
+    await _ensure_new_index(session, created)
     log.info(
         "reindex run begun",
         extra={"reindex_run": created.id, "old_index": created.old_index, "index": new_index},
@@ -142,8 +142,16 @@ async def _begin(session: Session, options: RunOptions) -> ReindexRun:
     return created
 
 
+async def _ensure_new_index(session: Session, current: ReindexRun) -> None:
+    """Create the run's index unless it exists (a run killed before creating it)."""
+    if not await session.client.indices.exists(index=current.new_index):
+        await session.client.indices.create(index=current.new_index, body=current.index_body)
+
+
 async def _backfill(session: Session, current: ReindexRun, options: RunOptions) -> None:
     settings, reporter = session.settings, session.reporter
+    # a bulk to a missing index would create one with a dynamic mapping
+    await _ensure_new_index(session, current)
     reporter.set_phase("backfill")
     max_rate = options.max_rate if options.max_rate is not None else settings.reindex.max_rate
     probe = await session.start_probe()

@@ -49,6 +49,7 @@ class ReindexRun:
     catchup_lag: int | None = None
     live_offsets: dict[int, int] | None = None
     cutover_offsets: dict[int, int] | None = None
+    index_body: dict[str, Any] | None = None
     error: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -62,6 +63,8 @@ class ReindexRun:
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
         for name in self.__slots__:
+            if name == "index_body":
+                continue  # large, and `GET /<new index>/_mapping` shows it
             value = getattr(self, name)
             if isinstance(value, datetime):
                 value = value.isoformat()
@@ -88,6 +91,8 @@ def _run(record: asyncpg.Record) -> ReindexRun:
     data = dict(record)
     data["live_offsets"] = _offsets_out(data["live_offsets"])
     data["cutover_offsets"] = _offsets_out(data["cutover_offsets"])
+    body = data["index_body"]
+    data["index_body"] = orjson.loads(body) if isinstance(body, str | bytes) else body
     return ReindexRun(**data)
 
 
@@ -168,6 +173,9 @@ class RunStore:
             setattr(run, name, value)
             if name in ("live_offsets", "cutover_offsets"):
                 value = _offsets_in(value)
+                columns.append(f"{name} = ${position}::jsonb")
+            elif name == "index_body":
+                value = None if value is None else orjson.dumps(value).decode()
                 columns.append(f"{name} = ${position}::jsonb")
             else:
                 columns.append(f"{name} = ${position}")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import random
 import signal
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from opensearchpy import AsyncOpenSearch
 from support.pipeline import (
@@ -226,6 +228,20 @@ async def test_a_second_run_is_refused_while_one_runs_and_abort_deletes_its_inde
     finally:
         await client.close()
     assert await alias_indices(opensearch_url, alias) == [f"{alias}_v1"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _scrape(port: int) -> str:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
+        return await response.text()
 
 
 async def _rows_done_at_least(pg_dsn: str, rows: int) -> bool:
