@@ -351,6 +351,9 @@ class ReindexSettings(_Section):
     min_page_size: int = Field(
         default=50, ge=1, description="the smallest page the backfill backs off to"
     )
+    bulk_in_flight: int = Field(
+        default=2, ge=1, description="bulk requests one backfill page is split into, sent at once"
+    )
     max_rate: float = Field(
         default=0.0, ge=0, description="backfill documents per second; 0: no limit (--max-rate)"
     )

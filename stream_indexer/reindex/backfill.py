@@ -17,6 +17,7 @@ after the cutover.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -69,8 +70,8 @@ class BackfillTools:
     metrics: Metrics
     #: the policy for the source and the DLQ stores being down: until the run is stopped
     policy: RetryPolicy
-    #: the live group's total lag, or None when it cannot be read now
-    live_lag: Callable[[], Awaitable[int | None]]
+    #: the live group's total lag at the latest probe (a background task reads it), or None
+    live_lag: Callable[[], int | None]
     #: called after every page: (rows in it, next page size, why it shrank or "")
     on_page: Callable[[int, int, str], Awaitable[None]]
     redactor: Redactor | None = None
@@ -91,7 +92,6 @@ class Backfill:
         )
         self.bucket = TokenBucket(max_rate, burst=max(max_rate, float(r.page_size)))
         self._consumer_group = f"{tools.settings.kafka.group_id}.reindex.{run.id}"
-        self._last_probe = 0.0
 
     async def carry_tombstones(self) -> int:
         """Copy every tombstone of the old index into the new one, with its version."""
@@ -123,20 +123,29 @@ class Backfill:
         return carried
 
     async def copy_rows(self, scanner: SourceScanner) -> None:
-        """Page through the source from the run's checkpoint to its end."""
+        """Page through the source from the run's checkpoint to its end. The next page is
+        read while the current one is being written (its first id is known: keyset)."""
         t, run = self._t, self._run
         size = self.aimd.size
-        while True:
-            rows = await self._retry(partial(scanner.page, run.last_id, size))
-            if not rows:
-                return
+        rows = await self._retry(partial(scanner.page, run.last_id, size))
+        while rows:
             await self.bucket.take(len(rows))
-            signal = await self._write_page(rows)
-            if time.monotonic() - self._last_probe >= t.settings.reindex.probe_interval_s:
-                self._last_probe = time.monotonic()
-                signal.live_lag = await t.live_lag()
-            size = self.aimd.observe(signal, len(rows))
-            await t.on_page(len(rows), size, self.aimd.reason)
+            upcoming = asyncio.create_task(
+                self._retry(partial(scanner.page, rows[-1].listing_id, self.aimd.size))
+            )
+            try:
+                signal = await self._write_page(rows)
+                signal.live_lag = t.live_lag()
+                size = self.aimd.observe(signal, len(rows))
+                await t.on_page(len(rows), size, self.aimd.reason)
+            except BaseException:
+                upcoming.cancel()
+                with contextlib.suppress(BaseException):
+                    await upcoming
+                raise
+            rows = await upcoming
+            if len(rows) > size:  # the AIMD shrank the page while this one was read
+                rows = rows[:size]
 
     async def _write_page(self, rows: list[SourceRow]) -> PageSignal:
         t, run = self._t, self._run
@@ -166,9 +175,17 @@ class Backfill:
         overload_before = _retries(t.metrics)
         started = time.monotonic()
         if writes:
-            outcome = await t.writer.write(writes, log_extra={"reindex_run": run.id})
-            for write, error in outcome.poison:
-                letters.append(self._letter(write.context, error, write.attempts))
+            chunks = max(1, t.settings.reindex.bulk_in_flight)
+            step = -(-len(writes) // chunks)
+            outcomes = await asyncio.gather(
+                *(
+                    t.writer.write(writes[i : i + step], log_extra={"reindex_run": run.id})
+                    for i in range(0, len(writes), step)
+                )
+            )
+            for outcome in outcomes:
+                for write, error in outcome.poison:
+                    letters.append(self._letter(write.context, error, write.attempts))
         latency = time.monotonic() - started
         if letters:
             delivery = t.dead_letters.deliver(letters)

@@ -10,6 +10,8 @@ back and `admin.py` for abort, cleanup and status.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from contextlib import AsyncExitStack
@@ -157,12 +159,19 @@ async def _backfill(session: Session, current: ReindexRun, options: RunOptions) 
     probe = await session.start_probe()
     last_check = time.monotonic()
 
-    async def live_lag() -> int | None:
-        try:
-            return await probe.lag(session.live_group)
-        except Exception as exc:  # a probe failing must not stop the backfill
-            log.warning("live group lag unavailable: %s", exc)
-            return None
+    latest_lag: list[int | None] = [None]
+
+    async def probe_live_lag() -> None:
+        """The live group's lag every probe interval, off the backfill's path."""
+        while True:
+            try:
+                lag = await probe.lag(session.live_group)
+                latest_lag[0] = lag
+                session.reindex_metrics.live_lag.set(lag)
+            except Exception as exc:  # a probe failing must not stop the backfill
+                log.warning("live group lag unavailable: %s", exc)
+                latest_lag[0] = None
+            await asyncio.sleep(settings.reindex.probe_interval_s)
 
     async def on_page(rows: int, next_size: int, reason: str) -> None:
         nonlocal last_check
@@ -181,12 +190,13 @@ async def _backfill(session: Session, current: ReindexRun, options: RunOptions) 
         sink = OpenSearchSink(settings, bulk_index=current.new_index)
         await sink.start()
         stack.push_async_callback(sink.stop)
-        os = settings.opensearch
+        os, in_flight = settings.opensearch, settings.reindex.bulk_in_flight
         assembler = BulkAssembler(
             sink,
             session.metrics,
-            max_in_flight=1,
-            max_docs=os.bulk_max_docs,
+            max_in_flight=in_flight,
+            # a page goes out as `in_flight` requests side by side, never merged into one
+            max_docs=max(1, -(-settings.reindex.page_size // in_flight)),
             max_bytes=os.bulk_max_bytes,
         )
         await assembler.start()
@@ -205,7 +215,7 @@ async def _backfill(session: Session, current: ReindexRun, options: RunOptions) 
             dead_letters=await _dead_letter_writer(session, stack),
             metrics=session.metrics,
             policy=policy,
-            live_lag=live_lag,
+            live_lag=lambda: latest_lag[0],
             on_page=on_page,
             redactor=Redactor(settings.dlq.redact_drop_fields, settings.dlq.redact_hash_fields),
         )
@@ -214,6 +224,9 @@ async def _backfill(session: Session, current: ReindexRun, options: RunOptions) 
             carried = await backfill.carry_tombstones()
             session.reindex_metrics.tombstones_carried.set(carried)
         if current.source == "postgres":
+            prober = asyncio.create_task(probe_live_lag(), name="reindex-live-lag")
+            stack.push_async_callback(_cancel, prober)
+            reporter.restart_rate(current.rows_done)
             async with SourceScanner(settings.source_dsn, settings.source) as scanner:
                 await backfill.copy_rows(scanner)
     reporter.rows(current.rows_done, current.rows_total)
@@ -223,6 +236,12 @@ async def _backfill(session: Session, current: ReindexRun, options: RunOptions) 
     )
     if not await session.store.transition(current, "backfill", "catchup", docs_per_s=reporter.rate):
         raise ReindexError(f"reindex run {current.id} was aborted")
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _dead_letter_writer(session: Session, stack: AsyncExitStack) -> DeadLetterWriter:

@@ -75,6 +75,11 @@ class Reporter:
             self.metrics.set_phase(phase)
             self._show(force=True)
 
+    def restart_rate(self, done: int) -> None:
+        """Measure the rate from now on (the backfill's pages, not the set-up before)."""
+        self._rate_from = (self._clock(), done)
+        self.rate = 0.0
+
     def rows(self, done: int, total: int) -> None:
         now = self._clock()
         if self._rate_from is None:
