@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from opensearchpy.exceptions import RequestError
+
 from stream_indexer.backoff import Backoff, RetryPolicy
 from stream_indexer.dlq.redaction import Redactor
 from stream_indexer.dlq.table import PostgresDeadLetterTable
@@ -26,6 +28,7 @@ from stream_indexer.dlq.topic import KafkaDeadLetterTopic
 from stream_indexer.dlq.writer import DeadLetterWriter
 from stream_indexer.errors import ReindexError
 from stream_indexer.kafka_clients import create_producer, producer_kwargs
+from stream_indexer.masking import mask_text
 from stream_indexer.opensearch import aliases
 from stream_indexer.opensearch.assembler import BulkAssembler
 from stream_indexer.opensearch.mapping import index_body
@@ -84,7 +87,7 @@ async def run(session: Session, options: RunOptions) -> ReindexRun:
                 )
             current = await _begin(session, options)
         else:
-            await session.store.update(current, resumes=current.resumes + 1)
+            await session.store.update(current, resumes=current.resumes + 1, error=None)
             log.info(
                 "resuming reindex run",
                 extra={
@@ -103,6 +106,11 @@ async def run(session: Session, options: RunOptions) -> ReindexRun:
                 await _backfill(session, current, options)
             if current.phase in ("catchup", "grace"):
                 await _catch_up_and_cut_over(session, current, options)
+        except Exception as exc:
+            # the phase stays: a rerun resumes; the row says what stopped it
+            with contextlib.suppress(Exception):
+                await session.store.update(current, error=mask_text(str(exc))[:2000])
+            raise
         finally:
             session.reporter.close()
         return current
@@ -136,7 +144,13 @@ async def _begin(session: Session, options: RunOptions) -> ReindexRun:
         number_of_shards=os.number_of_shards, number_of_replicas=os.number_of_replicas
     )
     await session.store.update(created, live_offsets=live, index_body=body)
-    await _ensure_new_index(session, created)
+    try:
+        await _ensure_new_index(session, created)
+    except RequestError as exc:  # 400: the body itself is wrong; retrying will not help
+        await session.store.transition(
+            created, "backfill", "failed", error=mask_text(str(exc)), finished_at=datetime.now(UTC)
+        )
+        raise ReindexError(f"the cluster refused the new index's body: {exc.error}") from exc
     log.info(
         "reindex run begun",
         extra={"reindex_run": created.id, "old_index": created.old_index, "index": new_index},

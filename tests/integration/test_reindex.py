@@ -155,6 +155,21 @@ async def test_mapping_change_is_searchable_after_cutover_and_rollback_restores_
     assert await reindex(settings, "run", "--mapping", str(bad), log_path=logs) == 2
     assert "--mapping" in _text(logs)
     assert await run_row(pg_dsn) is None
+    refused = tmp_path / "refused.json"
+    refused.write_text(
+        json.dumps(
+            {
+                "mappings": {
+                    "properties": {
+                        f: {"type": "no_such_type"} for f in ("id", "version", "deleted")
+                    }
+                }
+            }
+        )
+    )
+    assert await reindex(settings, "run", "--mapping", str(refused), log_path=logs) == 1
+    failed = await run_row(pg_dsn)
+    assert failed is not None and failed["phase"] == "failed" and failed["error"]
 
     city = next(iter(plan.live_listings.values()))["city"]
     word = city.split()[0].lower()
