@@ -263,7 +263,7 @@ async def test_lifecycle_migration_keeps_rows_open_reads_versions_and_reverts(
             " (8, 'index', '{\"version\": \"no\"}', 1, 'x', 'schema_invalid'),"
             " (NULL, 'unknown', NULL, 1, 'x', 'undecodable')"
         )
-        assert await migrate_up(pg_dsn) == [4]
+        assert await migrate_up(pg_dsn, steps=1) == [4]
         rows = await conn.fetch(
             "SELECT listing_id, version, resolved_at, resolution, replayed_at, replay_count"
             " FROM opensearch_indexing_dlq ORDER BY id"
