@@ -10,6 +10,7 @@ import json
 import random
 import uuid
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,8 @@ import asyncpg
 import orjson
 import pytest
 from opensearchpy import AsyncOpenSearch
+from ops.tools import missing
+from support.pushgateway import INSTALL_HINT, Pushgateway, pushgateway_binary
 from support.source_table import create_source_table, upsert_rows
 
 from stream_indexer.cli import main
@@ -234,3 +237,25 @@ def test_a_bad_setting_exits_2_naming_it(
     monkeypatch.setenv("STREAM_INDEXER_VERIFY__PAGE_SIZE", "0")
     assert main(["verify", "--full"]) == 2
     assert "STREAM_INDEXER_VERIFY__PAGE_SIZE" in capsys.readouterr().err
+
+
+async def test_the_run_pushes_its_figures_to_the_pushgateway(
+    verify_env: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    binary = pushgateway_binary()
+    if binary is None:
+        missing("prometheus-pushgateway", INSTALL_HINT)
+    await plant(verify_env)
+    with Pushgateway(tmp_path, binary) as gateway:
+        monkeypatch.setenv("STREAM_INDEXER_VERIFY__PUSHGATEWAY_URL", gateway.url)
+        code, _report = await verify("--full")
+        assert code == 1
+        text = gateway.metrics()
+    index = verify_env.opensearch.index
+    labels = f'index="{index}",instance="",job="stream-indexer-verify"'
+    for kind, ids in EXPECTED_DRIFT.items():
+        assert f'stream_indexer_drift_documents{{{labels},kind="{kind}"}} {len(ids)}' in text
+    assert f"stream_indexer_drift_remaining_documents{{{labels}}} 5" in text
+    assert f"stream_indexer_drift_ahead_documents{{{labels}}} 2" in text
+    assert f'stream_indexer_drift_checked_documents{{{labels},side="source"}} 17' in text
+    assert f"stream_indexer_verify_last_run_timestamp_seconds{{{labels}}}" in text
