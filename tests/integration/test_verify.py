@@ -10,8 +10,8 @@ import json
 import random
 import uuid
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
