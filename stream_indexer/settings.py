@@ -329,7 +329,10 @@ class VerifySettings(_Section):
     """`stream-indexer verify`: how the drift check reads and where it reports."""
 
     sample: int = Field(
-        default=1_000, ge=1, description="source rows and live documents checked without flags"
+        default=1_000,
+        ge=1,
+        le=10_000,
+        description="source rows and live documents checked without flags",
     )
     page_size: int = Field(default=1_000, ge=1, le=10_000, description="rows and docs per read")
     recheck_after_s: float = Field(

@@ -78,6 +78,7 @@ class Verifier:
         *,
         on_start: Callable[[int], None] | None = None,
         on_progress: Callable[[int, int], None] | None = None,
+        before_recheck: Callable[[Sequence[int]], Awaitable[None]] | None = None,
         before_repair: Callable[[Sequence[int]], Awaitable[None]] | None = None,
     ) -> None:
         self._settings = settings
@@ -85,7 +86,9 @@ class Verifier:
         self._on_start = on_start
         #: (source rows, index documents) checked since the last call
         self._on_progress = on_progress
-        #: runs just before each repair batch is written (tests plant a newer version here)
+        #: run just before candidates are looked up again, and before each repair batch is
+        #: written (tests change the index there, as live indexing would)
+        self._before_recheck = before_recheck
         self._before_repair = before_repair
         backoff = Backoff.from_settings(settings.retry)
         self._policy = RetryPolicy.bounded(backoff, attempts=settings.retry.max_attempts)
@@ -217,6 +220,8 @@ class Verifier:
         wait = self._first_seen + self._verify.recheck_after_s - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
+        if self._before_recheck is not None:
+            await self._before_recheck(ids)
         drifted = []
         for item in await self._lookup(ids):
             if item.finding in DRIFT_KINDS:

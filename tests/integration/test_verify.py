@@ -259,3 +259,27 @@ async def test_the_run_pushes_its_figures_to_the_pushgateway(
     assert f"stream_indexer_drift_ahead_documents{{{labels}}} 2" in text
     assert f'stream_indexer_drift_checked_documents{{{labels},side="source"}} 17' in text
     assert f"stream_indexer_verify_last_run_timestamp_seconds{{{labels}}}" in text
+
+
+async def test_drift_that_settles_before_the_recheck_is_not_drift(verify_env: Settings) -> None:
+    """A listing whose event lands between the first look and the recheck (live indexing)."""
+    await plant(verify_env)
+    client = AsyncOpenSearch(hosts=verify_env.opensearch.hosts)
+
+    rechecked: list[int] = []
+
+    async def event_lands(ids: Sequence[int]) -> None:
+        rechecked.extend(ids)
+        if 11 in ids:
+            await _put(client, verify_env.physical_index, 11, 5, _listing(11))
+
+    try:
+        report = await Verifier(verify_env, before_recheck=event_lands).run(
+            VerifyOptions(mode="full")
+        )
+    finally:
+        await client.close()
+    assert sorted(rechecked) == [11, 12, 13, 15, 16]
+    assert report.settled == 1
+    assert report.findings["missing"].examples == [12]
+    assert report.drift == 4
