@@ -283,3 +283,26 @@ async def test_drift_that_settles_before_the_recheck_is_not_drift(verify_env: Se
     assert report.settled == 1
     assert report.findings["missing"].examples == [12]
     assert report.drift == 4
+
+
+async def test_a_listing_still_drifting_after_its_repair_keeps_the_run_failing(
+    verify_env: Settings,
+) -> None:
+    """The source moves on while the repair writes the row it read: the look after the repair
+    sees the listing behind again, and the run does not claim it clean."""
+    await plant(verify_env)
+    conn = await asyncpg.connect(verify_env.postgres.dsn.get_secret_value())
+
+    async def source_moves_on(ids: Sequence[int]) -> None:
+        if 16 in ids:
+            await conn.execute("UPDATE listings SET title = 'v6', version = 6 WHERE id = 16")
+
+    try:
+        report = await Verifier(verify_env, before_repair=source_moves_on).run(
+            VerifyOptions(mode="full", repair=True)
+        )
+    finally:
+        await conn.close()
+    assert 16 in report.repairs["repaired"].examples
+    assert report.still_drifting.examples == [16]
+    assert (report.remaining, report.exit_code) == (1, 1)
