@@ -2,10 +2,11 @@
 
 Searches through the alias hide tombstones, and verify must see them (a tombstone is the
 index's record of a delete and of its version), so reads go to the physical index(es) the
-search alias points to, unfiltered. While a reindex cuts over, the alias may briefly name
-two indices: a listing found in both counts with its newest version. Every read asks for
-`_version`, the external version the next write is compared with. A request that fails for
-a transient reason is retried under the bounded policy the caller gives.
+search alias points to, unfiltered. The alias normally names one index (a reindex moves it
+atomically); should it name several, a listing found in more than one counts at its
+newest. Every read asks for `_version`, the external version the next write is compared
+with. A request that fails for a transient reason is retried under the bounded policy the
+caller gives.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ class IndexReader:
         self._policy = policy
         self._page_size = page_size
         self.indices: list[str] = []
-        #: the index the alias writes to (its write index, or its only index)
-        self.write_index = ""
 
     async def resolve(self) -> list[str]:
         """The physical indices behind the alias; a missing alias is bad configuration."""
@@ -47,17 +46,6 @@ class IndexReader:
                 "(verify reads the indices the search alias points to)"
             ) from None
         self.indices = sorted(answer)
-        writers = [
-            index
-            for index, body in answer.items()
-            if body.get("aliases", {}).get(self.alias, {}).get("is_write_index")
-        ]
-        if len(writers) == 1:
-            self.write_index = writers[0]
-        elif len(self.indices) == 1:
-            self.write_index = self.indices[0]
-        else:
-            self.write_index = ""  # several indices and no write index: no repair target
         return self.indices
 
     async def docs(self, listing_ids: Sequence[int]) -> dict[int, IndexDoc]:

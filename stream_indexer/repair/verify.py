@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry
 
 from stream_indexer.backoff import Backoff, RetryPolicy
-from stream_indexer.errors import OperationFailed
 from stream_indexer.models import Listing
 from stream_indexer.observability.metrics import Metrics
 from stream_indexer.opensearch.assembler import BulkAssembler
@@ -94,8 +93,13 @@ class Verifier:
         self._policy = RetryPolicy.bounded(backoff, attempts=settings.retry.max_attempts)
         self._metrics = Metrics(CollectorRegistry())  # the bulk path's own; not exported
         self._scanner = SourceScanner(settings.source_dsn, settings.source)
-        opensearch = settings.opensearch.model_copy(update={"create_index": False})
-        self._read_sink = OpenSearchSink(settings.model_copy(update={"opensearch": opensearch}))
+        # verify never creates indices or aliases, and a read needs no write alias
+        self._unmanaged = settings.model_copy(
+            update={"opensearch": settings.opensearch.model_copy(update={"create_index": False})}
+        )
+        # reads only: its client is what counts (a sink with its own bulk target skips the
+        # alias checks at start; nothing is ever written through it)
+        self._read_sink = OpenSearchSink(self._unmanaged, bulk_index=settings.opensearch.index)
         self._repair_sink: OpenSearchSink | None = None
         self._assembler: BulkAssembler | None = None
         self._writer: BulkWriter | None = None
@@ -118,7 +122,7 @@ class Verifier:
             )
             await self._reader.resolve()
             if options.repair:
-                await self._start_repair(self._reader.write_index)
+                await self._start_repair()
             if sample is None:
                 await self._full(report)
             else:
@@ -242,20 +246,10 @@ class Verifier:
 
     # -- repair --------------------------------------------------------------------------
 
-    async def _start_repair(self, write_index: str) -> None:
-        if not write_index:
-            raise OperationFailed(
-                f"the alias {self._settings.opensearch.index!r} points at several indices and "
-                "none is its write index: nothing to repair into (finish or roll back the "
-                "reindex first)"
-            )
-        # write alias: the repair writes to the index the search alias writes to
-        opensearch = self._settings.opensearch.model_copy(
-            update={"create_index": False, "physical_index": write_index}
-        )
-        self._repair_sink = OpenSearchSink(
-            self._settings.model_copy(update={"opensearch": opensearch})
-        )
+    async def _start_repair(self) -> None:
+        """Repairs go through the write alias, like the pods' writes (a missing one is bad
+        configuration naming `OPENSEARCH__WRITE_ALIAS`)."""
+        self._repair_sink = OpenSearchSink(self._unmanaged)
         await self._repair_sink.start()
         opensearch_settings = self._settings.opensearch
         self._assembler = BulkAssembler(

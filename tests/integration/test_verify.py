@@ -306,3 +306,22 @@ async def test_a_listing_still_drifting_after_its_repair_keeps_the_run_failing(
     assert 16 in report.repairs["repaired"].examples
     assert report.still_drifting.examples == [16]
     assert (report.remaining, report.exit_code) == (1, 1)
+
+
+async def test_repair_writes_through_the_write_alias_and_needs_it(
+    verify_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await plant(verify_env)
+    client = AsyncOpenSearch(hosts=verify_env.opensearch.hosts)
+    try:
+        await client.indices.delete_alias(
+            index=verify_env.physical_index, name=verify_env.write_alias
+        )
+        code, report = await verify("--full")  # reading needs no write alias
+        assert code == 1 and report["drift_total"] == 5
+        capsys.readouterr()
+        code = await asyncio.to_thread(main, ["verify", "--full", "--repair"])
+        assert code == 2
+        assert "STREAM_INDEXER_OPENSEARCH__WRITE_ALIAS" in capsys.readouterr().err
+    finally:
+        await client.close()
