@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "dlq",
     "produce",
     "reindex",
+    "verify",
 )
 
 

@@ -21,8 +21,8 @@ import asyncpg
 from pydantic import ValidationError
 
 from stream_indexer.errors import SchemaInvalidError, SourceUnavailableError
-from stream_indexer.lifecycle import Lifecycle
 from stream_indexer.models import Listing
+from stream_indexer.pipeline.source_pool import SourcePool, quote_identifier
 from stream_indexer.producer.events import version_from_datetime
 from stream_indexer.settings import SourceSettings
 
@@ -37,13 +37,11 @@ class SourceRow:
     row_json: str
 
 
-class SourceScanner(Lifecycle):
+class SourceScanner(SourcePool):
     """Keyset pages and id lookups over the source table, with each row's version."""
 
     def __init__(self, dsn: str, source: SourceSettings, *, pool_max_size: int = 2) -> None:
-        self._dsn = dsn
-        self._pool_max_size = pool_max_size
-        self._pool: asyncpg.Pool | None = None
+        super().__init__(dsn, pool_max_size=pool_max_size)
         table, id_column = quote_identifier(source.table), quote_identifier(source.id_column)
         version_column = quote_identifier(source.version_column)
         select = (
@@ -54,20 +52,6 @@ class SourceScanner(Lifecycle):
         self._ids_query = f"{select} WHERE {id_column} = ANY($1::bigint[])"
         self._count_query = f"SELECT count(*) FROM {table}"
         self._sample_query = f"{select} TABLESAMPLE BERNOULLI ($1) ORDER BY {id_column} LIMIT $2"
-
-    async def _start(self) -> None:
-        if self._pool is None:
-            try:
-                self._pool = await asyncpg.create_pool(
-                    self._dsn, min_size=0, max_size=self._pool_max_size
-                )
-            except (OSError, asyncpg.PostgresError) as exc:
-                raise SourceUnavailableError(f"source database unreachable: {exc}") from exc
-
-    async def _stop(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
 
     async def page(self, after_id: int, limit: int) -> list[SourceRow]:
         """Up to `limit` rows with an id above `after_id`, in id order (0 starts the scan)."""
@@ -128,9 +112,4 @@ def row_version(value: object) -> int | None:
     return None
 
 
-def quote_identifier(identifier: str) -> str:
-    """`schema.table` -> `"schema"."table"` (settings allow plain identifiers only)."""
-    return ".".join('"' + part.replace('"', '""') + '"' for part in identifier.split("."))
-
-
-__all__ = ["SourceRow", "SourceScanner", "quote_identifier", "row_version"]
+__all__ = ["SourceRow", "SourceScanner", "row_version"]
