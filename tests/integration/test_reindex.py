@@ -97,6 +97,11 @@ async def test_run_from_postgres_rebuilds_exactly_keeps_tombstones_and_moves_bot
         len(plan.live_listings),
     )
     assert row["tombstones_carried"] == len(deleted)
+    status_log = tmp_path / "status.log"
+    assert await reindex(settings, "status", "--json", log_path=str(status_log)) == 0
+    status = json.loads(_text(status_log).strip().splitlines()[-1])
+    assert status["run"]["phase"] == "done" and status["run"]["new_index"] == new
+    assert status["run"]["rows_done"] == status["run"]["rows_total"] == len(plan.live_listings)
 
     # a late, stale event for a listing deleted before the reindex, after the cutover
     victim = deleted[0]
