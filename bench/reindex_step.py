@@ -1,10 +1,14 @@
-"""Reindex figure: the backfill's documents per second against the bulk ceiling of the same rows.
+"""Reindex figures: the backfill against the bulk ceiling of the same rows, and live freshness
+with and without a reindex running (`bench/reindex_freshness.py`).
 
 A source table holds the plan's live listings at their newest versions; `stream-indexer
 reindex run --source postgres` (a child process, default page size, no rate limit) rebuilds
 an index from it, and its run row gives the backfill rate. The ceiling is
-`ceilings.bulk_ceiling` on the very documents the backfill writes, in its order (by id),
-pre-serialized, best of the batch / in-flight grid, measured in the same run.
+`ceilings.bulk_ceiling` on the very documents the backfill writes (read back through the
+backfill's own `SourceScanner`), in its order (by id), pre-serialized, best of the batch /
+in-flight grid, measured in the same run. Both sides start from the same server state: a
+fresh osmem-server of their own, one copy-on-write clone for the backfill and one per grid
+point (osmem's cost depends on what the server already holds, see docs/performance.md).
 Target: backfill >= 0.9 x ceiling.
 """
 
@@ -21,15 +25,21 @@ from typing import Any
 
 import asyncpg
 import orjson
+from osmem_server import OsmemServer
 
-from bench import ceilings
+from bench import ceilings, reindex_freshness
 from stream_indexer.app.topics import ensure_topic
 from stream_indexer.devtools.demo import DemoPlan
 from stream_indexer.devtools.devstack import StackEndpoints
 from stream_indexer.models import Listing
 from stream_indexer.opensearch.bulk import PendingWrite
 from stream_indexer.pipeline.documents import versioned_write
+from stream_indexer.pipeline.source_scan import SourceScanner
 from stream_indexer.reindex.backfill import reindex_event_id
+from stream_indexer.settings import ReindexSettings, SourceSettings
+
+#: osmem answers one request at a time: 4 in flight never beat 2 (and costs a grid row)
+IN_FLIGHT = (1, 2)
 
 _COLUMNS = (
     "id bigint PRIMARY KEY, title text, price numeric, status text, updated_at timestamptz, "
@@ -57,21 +67,30 @@ async def _fill_source(dsn: str, table: str, plan: DemoPlan) -> int:
     return len(rows)
 
 
-def _writes(plan: DemoPlan) -> list[PendingWrite]:
+async def _writes(dsn: str, table: str) -> list[PendingWrite]:
+    """The backfill's documents, built as it builds them from the rows it reads (run 1)."""
+    scanner = SourceScanner(dsn, SourceSettings(table=table))
+    await scanner.start()
+    try:
+        rows = await scanner.page(0, 1_000_000)
+    finally:
+        await scanner.stop()
     indexed_at = datetime.now(UTC).isoformat()
     return [
         versioned_write(
-            lid,
-            plan.expected_versions[lid],
-            reindex_event_id(1, lid, plan.expected_versions[lid]),
-            Listing.model_validate(data).to_document(),
+            row.listing_id,
+            row.version,
+            reindex_event_id(1, row.listing_id, row.version),
+            row.listing.to_document(),
             indexed_at,
         )
-        for lid, data in sorted(plan.live_listings.items())
+        for row in rows
+        if row.version is not None and not isinstance(row.listing, Exception)
     ]
 
 
 def _run_reindex(env: dict[str, str], log_path: Path) -> int:
+    """`reindex run` as a child process; its exit code."""
     with log_path.open("ab") as log:
         return subprocess.run(
             [sys.executable, "-m", "stream_indexer", "reindex", "run", "--grace-s", "0"],
@@ -83,15 +102,9 @@ def _run_reindex(env: dict[str, str], log_path: Path) -> int:
         ).returncode
 
 
-async def reindex_backfill(
-    endpoints: StackEndpoints, plan: DemoPlan, *, rid: str, logs: Path
-) -> dict[str, Any]:
-    table = f"bench_{rid}_listings"
-    rows = await _fill_source(endpoints.postgres_dsn, table, plan)
+def _reindex_env(endpoints: StackEndpoints, rid: str, table: str) -> dict[str, str]:
     topic = f"bench-{rid}-rx"
-    await ensure_topic(endpoints.kafka_bootstrap, topic, partitions=1)
-    await ensure_topic(endpoints.kafka_bootstrap, f"{topic}.dlq", partitions=1)
-    env = {
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith("STREAM_INDEXER_")},
         "STREAM_INDEXER_KAFKA__BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap,
         "STREAM_INDEXER_KAFKA__TOPIC": topic,
@@ -106,15 +119,57 @@ async def reindex_backfill(
         "STREAM_INDEXER_REINDEX__CATCHUP_MAX_LAG": "0",
         "STREAM_INDEXER_REINDEX__PROBE_INTERVAL_S": "0.5",
     }
-    started = time.perf_counter()
-    code = await asyncio.to_thread(_run_reindex, env, logs / "reindex.log")
-    wall = time.perf_counter() - started
-    if code != 0:
-        raise RuntimeError(f"reindex run exited {code}; see {logs / 'reindex.log'}")
-    # the ceiling after the backfill: osmem pays for the indices a grid leaves behind
-    ceiling = await ceilings.bulk_ceiling(
-        endpoints.opensearch_url, _writes(plan), prefix=f"bench-{rid}-rxc"
-    )
+
+
+async def _backfill_and_ceiling(
+    endpoints: StackEndpoints, rid: str, table: str, logs: Path
+) -> dict[str, Any]:
+    """The backfill on a clone of a fresh osmem, then each grid point on a clone of its own."""
+    server = await asyncio.to_thread(OsmemServer.start, japanese=False)
+    try:
+        clone = await asyncio.to_thread(server.clone)
+        env = _reindex_env(endpoints, rid, table)
+        env["STREAM_INDEXER_OPENSEARCH__HOSTS"] = clone.url
+        started = time.perf_counter()
+        try:
+            code = await asyncio.to_thread(_run_reindex, env, logs / "reindex.log")
+        finally:
+            await asyncio.to_thread(clone.close)
+        wall = time.perf_counter() - started
+        if code != 0:
+            raise RuntimeError(f"reindex run exited {code}; see {logs / 'reindex.log'}")
+        writes = await _writes(endpoints.postgres_dsn, table)
+        grid: list[dict[str, Any]] = []
+        for size in ceilings.BATCH_SIZES:
+            for flight in IN_FLIGHT:
+                clone = await asyncio.to_thread(server.clone)
+                try:
+                    point = await ceilings.bulk_ceiling(
+                        clone.url,
+                        writes,
+                        prefix=f"bench-{rid}-rxc",
+                        batch_sizes=(size,),
+                        in_flight=(flight,),
+                    )
+                finally:
+                    await asyncio.to_thread(clone.close)
+                grid.extend(point["grid"])
+    finally:
+        await asyncio.to_thread(server.close)
+        if server.process.stdout is not None:
+            server.process.stdout.close()
+    return {"grid": grid, "command_wall_s": round(wall, 2), "documents": len(writes)}
+
+
+async def reindex_backfill(
+    endpoints: StackEndpoints, plan: DemoPlan, *, rid: str, logs: Path
+) -> dict[str, Any]:
+    table = f"bench_{rid}_listings"
+    rows = await _fill_source(endpoints.postgres_dsn, table, plan)
+    topic = f"bench-{rid}-rx"
+    await ensure_topic(endpoints.kafka_bootstrap, topic, partitions=1)
+    await ensure_topic(endpoints.kafka_bootstrap, f"{topic}.dlq", partitions=1)
+    measured = await _backfill_and_ceiling(endpoints, rid, table, logs)
     conn = await asyncpg.connect(endpoints.postgres_dsn)
     try:
         row = await conn.fetchrow(
@@ -126,13 +181,44 @@ async def reindex_backfill(
         await conn.close()
     assert row is not None
     rate = float(row["docs_per_s"] or 0.0)
-    best = float(ceiling["events_per_s"])
+    grid = measured["grid"]
+    best = max(grid, key=lambda g: g["events_per_s"])
+    settings = ReindexSettings()
+    split = -(-settings.page_size // settings.bulk_in_flight)
+    same = next(
+        (g for g in grid if g["batch_size"] == split and g["in_flight"] == settings.bulk_in_flight),
+        None,
+    )
+    freshness = await reindex_freshness.live_freshness(
+        endpoints,
+        rid=rid,
+        logs=logs,
+        reindex=lambda env: _live_reindex(env, table, logs),
+    )
     return {
         "rows": int(row["rows_done"]),
         "source_rows": rows,
         "events_per_s": round(rate, 1),
-        "ceiling_docs_per_s": round(best, 1),
-        "ceiling_best": ceiling.get("best"),
-        "backfill_vs_bulk_ceiling": round(rate / best, 3) if best else None,
-        "command_wall_s": round(wall, 2),
+        "ceiling_docs_per_s": best["events_per_s"],
+        "ceiling_best": {"batch_size": best["batch_size"], "in_flight": best["in_flight"]},
+        "ceiling_grid": grid,
+        "backfill_vs_bulk_ceiling": round(rate / best["events_per_s"], 3),
+        "backfill_vs_same_shape": round(rate / same["events_per_s"], 3) if same else None,
+        "command_wall_s": measured["command_wall_s"],
+        "freshness": freshness,
     }
+
+
+async def _live_reindex(live_env: dict[str, str], table: str, logs: Path) -> dict[str, Any]:
+    """`reindex run` of the live indexer's own alias, from `table`, while it indexes."""
+    env = {
+        **live_env,
+        "STREAM_INDEXER_SOURCE__TABLE": table,
+        "STREAM_INDEXER_METRICS__ENABLED": "false",
+        "STREAM_INDEXER_REINDEX__PROBE_INTERVAL_S": "0.5",
+    }
+    started = time.perf_counter()
+    code = await asyncio.to_thread(_run_reindex, env, logs / "reindex-live.log")
+    if code != 0:
+        raise RuntimeError(f"reindex run (live) exited {code}; see {logs / 'reindex-live.log'}")
+    return {"wall_s": round(time.perf_counter() - started, 2)}

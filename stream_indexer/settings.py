@@ -346,7 +346,9 @@ class ReindexSettings(_Section):
     """`stream-indexer reindex`: how fast the backfill goes and when the catch-up is done."""
 
     page_size: int = Field(
-        default=1_000, ge=1, description="source rows per backfill page (the largest the AIMD uses)"
+        default=2_000,
+        ge=1,
+        description="source rows per backfill page (the largest the AIMD uses)",
     )
     min_page_size: int = Field(
         default=50, ge=1, description="the smallest page the backfill backs off to"
