@@ -14,6 +14,7 @@ import orjson
 TARGETS: tuple[tuple[str, str, str, float], ...] = (
     ("e2e_vs_bulk_ceiling", "end to end / bulk ceiling", ">=", 0.9),
     ("reindex_backfill_vs_bulk_ceiling", "reindex backfill / its bulk ceiling", ">=", 0.9),
+    ("reindex_freshness_p99_ratio", "live freshness p99, reindex / none", "<=", 1.5),
     ("cpu_us_per_event", "indexer CPU µs per event", "<=", 12.0),
     ("e2e_vs_old_design", "end to end / old design", ">=", 5.0),
     ("rss_ratio", "max RSS, large / small backlog", "<=", 1.2),
@@ -70,6 +71,9 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
         "reindex_backfill_vs_bulk_ceiling": results.get("reindex", {}).get(
             "backfill_vs_bulk_ceiling"
         ),
+        "reindex_freshness_p99_ratio": results.get("reindex", {})
+        .get("freshness", {})
+        .get("p99_with_vs_without"),
         "e2e_vs_old_design": round(e2e / old, 2) if e2e and old else None,
         "rss_ratio": round(large / small, 3) if large and small else None,
         "zero_cost_vs_baseline": results.get("zero_cost", {}).get("rate_vs_baseline"),
@@ -177,6 +181,19 @@ def render(report: dict[str, Any]) -> str:
                 f"MiB after {_n(m['committed_records'])} committed ({m['stopped_by']}, "
                 f"{_n(m['window_s'], 1)} s, {_n(m['events_per_s'])} events/s)"
             )
+    fresh = rx.get("freshness")
+    if fresh:
+        alone, during = fresh["without_reindex"], fresh["with_reindex"]
+        lines.append(
+            f"reindex: backfill runs {[run['events_per_s'] for run in rx['backfill_runs']]} docs/s,"
+            f" {_n(rx.get('backfill_vs_same_shape'), 2)}x the grid point of its own request shape"
+        )
+        lines.append(
+            f"live freshness at {_n(fresh['rate_per_s'])} events/s, {fresh['window_s']} s windows:"
+            f" p50 {alone['p50_s']} s / p99 {alone['p99_s']} s alone, p50 {during['p50_s']} s /"
+            f" p99 {during['p99_s']} s with a reindex running ({during['reindex']['wall_s']} s);"
+            f" p99 ratio {fresh['p99_with_vs_without']} (target <= 1.5)"
+        )
     if "index_check" in r:
         c = r["index_check"]
         lines.append(
