@@ -6,7 +6,8 @@ on osmem). Window 1: the live stream alone. Window 2: the same stream while
 `stream-indexer reindex run` rebuilds the indexer's own alias from a source table (backfill,
 catch-up, cutover), as an operator would run it. Freshness is the indexer's
 `stream_indexer_freshness_seconds` histogram (acknowledged write minus `occurred_at`), the
-difference of two scrapes around each window; p50 / p99 are interpolated inside its buckets
+difference of two scrapes: before a window, and once the group has committed every event fed
+in it (a slow event is never left out); p50 / p99 are interpolated inside its buckets
 as `histogram_quantile` does, so they are as coarse as the buckets (0.05, 0.1, 0.25, 0.5,
 1, 2.5, 5 s, ...). Target: p99 with a reindex <= 1.5 x p99 without.
 """
@@ -24,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from bench import indexer_proc
+from bench.workload import ProducedTopic
 from stream_indexer.app.topics import ensure_topic
 from stream_indexer.devtools.devstack import StackEndpoints
 from stream_indexer.devtools.devstack._proc import free_port
@@ -78,14 +80,16 @@ async def _scrape(http: aiohttp.ClientSession, url: str) -> Histogram | None:
         return None
 
 
-async def _feed(bootstrap: str, topic: str, seconds: float, seed: int) -> int:
-    """Produce `RATE` events/s for `seconds`, each stamped now (paced, not bursted)."""
+async def _feed(bootstrap: str, topic: str, seconds: float, seed: int) -> ProducedTopic:
+    """Produce `RATE` events/s for `seconds`, each stamped now (paced, not bursted); the
+    topic's end offsets after the last one."""
     rng = random.Random(seed)
     producer = create_producer(
         None, bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=5
     )
     await producer.start()
     sent = 0
+    futures = []
     try:
         started = time.monotonic()
         while (elapsed := time.monotonic() - started) < seconds:
@@ -97,34 +101,55 @@ async def _feed(bootstrap: str, topic: str, seconds: float, seed: int) -> int:
                 value = event_bytes(
                     listing_id, version, "index", listing_data(rng, listing_id, now), now, rng
                 )
-                await producer.send(topic, value=value, key=str(listing_id).encode())
+                futures.append(
+                    await producer.send(topic, value=value, key=str(listing_id).encode())
+                )
                 sent += 1
             await asyncio.sleep(0.01)
         await producer.flush()
+        ends: dict[int, int] = {}
+        for future in futures:
+            meta = await future
+            ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
     finally:
         await producer.stop()
-    return sent
+    return ProducedTopic(topic, sent, ends, seconds)
+
+
+async def _drained(bootstrap: str, group: str, fed: ProducedTopic) -> None:
+    """Until the indexer has committed everything fed: every event's freshness is in."""
+    reader = indexer_proc.OffsetReader(bootstrap, group, fed)
+    await reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        while any(done < fed.ends[partition] for partition, done in (await reader.read()).items()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("live indexer did not catch up within 120 s")
+            await asyncio.sleep(0.2)
+    finally:
+        await reader.stop()
 
 
 async def _window(
     http: aiohttp.ClientSession,
     metrics_url: str,
     feed: Callable[[], Any],
+    drained: Callable[[ProducedTopic], Any],
     alongside: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
-    """Freshness of the events fed during one window (plus a short drain)."""
+    """Freshness of the events fed during one window, once all of them are committed."""
     before = await _scrape(http, metrics_url)
     assert before is not None
     tasks = [asyncio.create_task(feed())]
     if alongside is not None:
         tasks.append(asyncio.create_task(alongside()))
     results = await asyncio.gather(*tasks)
-    await asyncio.sleep(2.0)  # the last events' batch: freshness is observed on its ack
+    await drained(results[0])
     after = await _scrape(http, metrics_url)
     assert after is not None
     p50, p99 = quantile(0.5, before, after), quantile(0.99, before, after)
     out: dict[str, Any] = {
-        "events": results[0],
+        "events": results[0].records,
         "observed": int(after.get(float("inf"), 0) - before.get(float("inf"), 0)),
         "p50_s": round(p50, 3) if p50 is not None else None,
         "p99_s": round(p99, 3) if p99 is not None else None,
@@ -146,8 +171,8 @@ async def live_freshness(
     topic = f"bench-{rid}-live"
     await ensure_topic(endpoints.kafka_bootstrap, topic, partitions=3)
     await ensure_topic(endpoints.kafka_bootstrap, f"{topic}.dlq", partitions=1)
-    port = free_port()
-    env = indexer_proc.indexer_env(endpoints, topic, f"bench-{rid}-live", topic, port)
+    port, group, bootstrap = free_port(), f"bench-{rid}-live", endpoints.kafka_bootstrap
+    env = indexer_proc.indexer_env(endpoints, topic, group, topic, port)
     proc = indexer_proc.spawn(env, logs / "indexer-live.log")
     metrics_url = f"http://127.0.0.1:{port}/metrics"
     try:
@@ -158,15 +183,19 @@ async def live_freshness(
                     raise RuntimeError(f"live indexer did not start; see {logs}")
                 await asyncio.sleep(0.2)
             # warm-up: the group join and the first batches are not freshness
-            await _feed(endpoints.kafka_bootstrap, topic, 5.0, seed=1)
-            await asyncio.sleep(2.0)
+            await _drained(bootstrap, group, await _feed(bootstrap, topic, 5.0, seed=1))
+
+            async def drained(fed: ProducedTopic) -> None:
+                await _drained(bootstrap, group, fed)
+
             alone = await _window(
-                http, metrics_url, lambda: _feed(endpoints.kafka_bootstrap, topic, window_s, 2)
+                http, metrics_url, lambda: _feed(bootstrap, topic, window_s, 2), drained
             )
             during = await _window(
                 http,
                 metrics_url,
-                lambda: _feed(endpoints.kafka_bootstrap, topic, window_s, 3),
+                lambda: _feed(bootstrap, topic, window_s, 3),
+                drained,
                 lambda: reindex(env),
             )
     finally:
