@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from bench import indexer_proc
+from bench import indexer_proc, osadmin
 from bench.workload import ProducedTopic
 from stream_indexer.app.topics import ensure_topic
 from stream_indexer.devtools.devstack import StackEndpoints
@@ -201,6 +201,9 @@ async def live_freshness(
     finally:
         proc.terminate()
         await asyncio.to_thread(proc.wait, 60)
+        async with osadmin.session() as admin:  # the later steps share this server
+            for physical in (f"{topic}_v1", f"{topic}_v2"):
+                await osadmin.delete_index(admin, endpoints.opensearch_url, physical)
     ratio = (
         round(during["p99_s"] / alone["p99_s"], 2)
         if during["p99_s"] is not None and alone["p99_s"]
