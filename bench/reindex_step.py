@@ -38,7 +38,7 @@ from stream_indexer.pipeline.source_scan import SourceScanner
 from stream_indexer.reindex.backfill import reindex_event_id
 from stream_indexer.settings import ReindexSettings, SourceSettings
 
-#: osmem answers one request at a time: 4 in flight never beat 2 (and costs a grid row)
+#: osmem gains little from concurrent requests: 4 in flight never beat 2, and costs grid time
 IN_FLIGHT = (1, 2)
 
 _COLUMNS = (
