@@ -184,6 +184,7 @@ def render(report: dict[str, Any]) -> str:
                 f"  batch {g['batch_size']:>5} x {g['in_flight']} in flight: "
                 f"{_n(g['events_per_s']):>10}  ({g['seconds']} s)"
             )
+    lines += _cost_grid_lines(r.get("cost_grid"))
     profile = e2e.get("profile")
     if profile:
         lines += [
@@ -214,6 +215,34 @@ def render(report: dict[str, Any]) -> str:
         f"Python {m['python']}; servers: {servers}",
     ]
     return "\n".join(lines)
+
+
+def _cost_grid_lines(grid: dict[str, Any] | None) -> list[str]:
+    """The sink's cost grid (bench/cost_grid.py), one line per point, per workload."""
+    if not grid:
+        return []
+    lines = ["", "the sink's cost grid (osmem, a fresh process per point):"]
+    for name, workload in grid.items():
+        lines.append(
+            f"  {name}: {_n(workload['events'])} events over {_n(workload['listings'])} listings"
+        )
+        for p in workload["points"]:
+            shape = (
+                f"{p['order']:<9} {'meta' if p['metadata'] else 'no-meta':<7} "
+                f"{'coalesced' if p['coalesced'] else 'every-event':<11} "
+                f"{p['batch']:>5} x {p['in_flight']}"
+            )
+            lines.append(
+                f"    {shape}: {_n(p['events_per_s']):>7} events/s, {_n(p['documents']):>6} "
+                f"docs, {_n(p['docs_per_s']):>6} docs/s, {p['body_mib']} MiB/request"
+            )
+        ref = workload.get("best_partition_order")
+        if ref:
+            lines.append(
+                f"    best every-event point in partition order: {_n(ref['events_per_s'])} "
+                f"events/s (batch {ref['batch']} x {ref['in_flight']})"
+            )
+    return lines
 
 
 def _flatten(data: Any, prefix: str = "") -> list[str]:

@@ -1,7 +1,8 @@
 """Benchmark entry point (`make bench`, `python -m bench.run [--quick] [--events N]`).
 
 One run on a fresh embedded stack, in this order: produce the backlog, consume ceiling,
-bulk ceiling, stream-indexer end to end (child process), the indexer and the per-partition
+bulk ceiling, the sink's cost grid (fresh osmem processes), stream-indexer end to end
+(child process), the indexer and the per-partition
 bulk baseline against a zero-cost sink, the naive and old-design baselines, the memory
 bound (two more indexer runs), and the producer emit latency when bench/emit_latency.py
 is present. Prints a table with the ratios against their targets and
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import baselines, ceilings, osadmin, report
+from bench import baselines, ceilings, cost_grid, osadmin, report
 from bench.indexer_proc import run_indexer
 from bench.workload import make_plan, produce_backlog, run_id, writes_for
 from bench.zero_cost import zero_cost
@@ -30,7 +31,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 #: documents every 1,000-document bulk takes seconds (docs/performance.md). The default
 #: keeps the index under that cliff; `--listings 50000` is the issue's original workload.
 LISTINGS = 5_000
-STEPS = ("consume", "bulk", "e2e", "zero_cost", "baselines", "memory", "emit")
+STEPS = ("consume", "bulk", "cost_grid", "e2e", "zero_cost", "baselines", "memory", "emit")
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,15 @@ async def run_all(cfg: Config, endpoints: StackEndpoints, logs: Path) -> dict[st
             os_url, writes, prefix=f"bench-{rid}", progress=step
         )
         del writes
+    if "cost_grid" not in cfg.skip:
+        step("the sink's cost grid (a fresh osmem process per point)")
+        results["cost_grid"] = await cost_grid.cost_grid(
+            quick=cfg.mode == "quick",
+            partitions=cfg.partitions,
+            seed=cfg.seed,
+            logs=logs,
+            progress=step,
+        )
     if "e2e" not in cfg.skip:
         step(f"stream-indexer end to end over {main_topic.records:,} records")
         index = f"bench-{rid}-e2e"
