@@ -39,7 +39,7 @@ from stream_indexer.opensearch.mapping import METADATA_FIELDS
 #: within a batch of one partition
 COALESCE_WINDOW = 1_000
 #: where the order, metadata and coalescing factors are measured
-FACTOR_BATCH = 2_000
+FACTOR_BATCH = 5_000
 EXPECTED_ERRORS = ("ok", "version_conflict_engine_exception")
 
 
@@ -114,7 +114,7 @@ def coalesce(writes: Sequence[PendingWrite], window: int = COALESCE_WINDOW) -> l
 def shapes(quick: bool) -> list[Shape]:
     """A size x in-flight grid in partition order, then order x metadata x coalescing at one
     mid-sized shape (the factors one at a time, not every combination: minutes, not hours)."""
-    sizes, flights = ((500, 2_000), (1, 4)) if quick else ((500, 2_000, 5_000, 10_000), (1, 4))
+    sizes, flights = ((500, 2_000), (1, 4)) if quick else ((1_000, 5_000, 10_000), (1, 4))
     grid = [Shape("partition", True, False, b, f) for b in sizes for f in flights]
     for order in ("partition", "event"):
         for metadata in (True, False):
@@ -191,7 +191,7 @@ async def cost_grid(
             grid = [
                 s
                 for s in grid
-                if s.order == "partition" and s.metadata and not s.coalesced and s.batch > 500
+                if s.order == "partition" and s.metadata and not s.coalesced and s.batch >= 5_000
             ]
         for shape in grid:
             point = await measure(

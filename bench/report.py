@@ -185,6 +185,7 @@ def render(report: dict[str, Any]) -> str:
                 f"{_n(g['events_per_s']):>10}  ({g['seconds']} s)"
             )
     lines += _cost_grid_lines(r.get("cost_grid"))
+    lines += _shaping_lines(r.get("shaping"))
     profile = e2e.get("profile")
     if profile:
         lines += [
@@ -242,6 +243,35 @@ def _cost_grid_lines(grid: dict[str, Any] | None) -> list[str]:
                 f"    best every-event point in partition order: {_n(ref['events_per_s'])} "
                 f"events/s (batch {ref['batch']} x {ref['in_flight']})"
             )
+    return lines
+
+
+def _shaping_lines(shaping: dict[str, Any] | None) -> list[str]:
+    """Fixed vs adaptive concurrency end to end, against the grid's best (bench/shaping.py)."""
+    if not shaping:
+        return []
+    lines = ["", "request shaping, end to end on a fresh osmem (fixed vs adaptive concurrency):"]
+    for name, workload in shaping["workloads"].items():
+        best = workload.get("grid_best")
+        for mode, run in workload["runs"].items():
+            ratio = workload.get(f"{mode}_vs_grid")
+            versus = (
+                f", {_n(ratio, 2)}x the grid's best ({_n(best['events_per_s'])})" if best else ""
+            )
+            requests = run["timeline"][-1]["requests"] if run.get("timeline") else None
+            lines.append(
+                f"  {name:<15} {mode:<8} {_n(run['events_per_s']):>7} events/s{versus}; "
+                f"{_n(run['documents_sent'])} docs in {_n(requests)} requests, CPU "
+                f"{_n(run['cpu_window_us_per_event'], 1)} µs/event"
+            )
+    live = shaping.get("live")
+    if live:
+        for mode, run in live["runs"].items():
+            lines.append(
+                f"  live {live['rate']} events/s, {mode:<8}: freshness p50 <= "
+                f"{run['freshness_p50_s']} s, p99 <= {run['freshness_p99_s']} s"
+            )
+    lines.append(f"  plot: {shaping.get('plot')}")
     return lines
 
 

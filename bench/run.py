@@ -1,7 +1,8 @@
 """Benchmark entry point (`make bench`, `python -m bench.run [--quick] [--events N]`).
 
 One run on a fresh embedded stack, in this order: produce the backlog, consume ceiling,
-bulk ceiling, the sink's cost grid (fresh osmem processes), stream-indexer end to end
+bulk ceiling, the sink's cost grid (fresh osmem processes), fixed vs adaptive request concurrency
+on the grid's documents (bench/shaping.py, with a plot), stream-indexer end to end
 (child process), the indexer and the per-partition
 bulk baseline against a zero-cost sink, the naive and old-design baselines, the memory
 bound (two more indexer runs), and the producer emit latency when bench/emit_latency.py
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import baselines, ceilings, cost_grid, osadmin, report
+from bench import baselines, ceilings, cost_grid, osadmin, report, shaping
 from bench.indexer_proc import run_indexer
 from bench.workload import make_plan, produce_backlog, run_id, writes_for
 from bench.zero_cost import zero_cost
@@ -31,7 +32,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 #: documents every 1,000-document bulk takes seconds (docs/performance.md). The default
 #: keeps the index under that cliff; `--listings 50000` is the issue's original workload.
 LISTINGS = 5_000
-STEPS = ("consume", "bulk", "cost_grid", "e2e", "zero_cost", "baselines", "memory", "emit")
+STEPS = (
+    "consume",
+    "bulk",
+    "cost_grid",
+    "shaping",
+    "e2e",
+    "zero_cost",
+    "baselines",
+    "memory",
+    "emit",
+)
 
 
 @dataclass(frozen=True)
@@ -172,6 +183,19 @@ async def run_all(cfg: Config, endpoints: StackEndpoints, logs: Path) -> dict[st
             partitions=cfg.partitions,
             seed=cfg.seed,
             logs=logs,
+            progress=step,
+        )
+    if "shaping" not in cfg.skip:
+        results["shaping"] = await shaping.shaping(
+            endpoints,
+            rid=rid,
+            quick=cfg.mode == "quick",
+            partitions=cfg.partitions,
+            seed=cfg.seed,
+            logs=logs,
+            output_dir=cfg.output.parent,
+            grid=results.get("cost_grid"),
+            extra_env=cfg.indexer_env,
             progress=step,
         )
     if "e2e" not in cfg.skip:
