@@ -31,8 +31,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from stream_indexer.addresses import address_secrets, checked_dsn, checked_hosts
-from stream_indexer.errors import ConfigError
+from stream_indexer.addresses import address_secrets, checked_dsn, checked_hosts, normalize_host
+from stream_indexer.errors import AddressError, ConfigError
 from stream_indexer.masking import mask_text, mask_url, remember, secret_forms, strings_in
 
 ENV_PREFIX = "STREAM_INDEXER_"
@@ -162,7 +162,12 @@ class OpenSearchSettings(_Section):
 
     hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["http://127.0.0.1:9200"])
     index: str = Field(default="marketplace_listings", description="alias searches use")
-    physical_index: str | None = Field(default=None, description="defaults to `<index>_v1`")
+    physical_index: str | None = Field(
+        default=None, description="the first physical index; defaults to `<index>_v1`"
+    )
+    write_alias: str | None = Field(
+        default=None, description="alias pods write through; defaults to `<index>_write`"
+    )
     username: str | None = None
     password: SecretStr | None = None
     auth: Literal["basic", "sigv4"] = Field(
@@ -197,6 +202,18 @@ class OpenSearchSettings(_Section):
     _split_hosts = field_validator("hosts", mode="before")(_split_csv)
 
     _check_hosts = field_validator("hosts")(checked_hosts)
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> OpenSearchSettings:
+        """The search alias, the write alias and the first physical index are three names."""
+        physical = self.physical_index or f"{self.index}_v1"
+        write = self.write_alias or f"{self.index}_write"
+        if len({self.index, physical, write}) < 3:
+            raise ValueError(
+                f"{ENV_PREFIX}OPENSEARCH__WRITE_ALIAS, {ENV_PREFIX}OPENSEARCH__INDEX and "
+                f"{ENV_PREFIX}OPENSEARCH__PHYSICAL_INDEX must name three different things"
+            )
+        return self
 
     @model_validator(mode="after")
     def _sigv4_complete(self) -> OpenSearchSettings:
@@ -265,10 +282,14 @@ class SourceSettings(_Section):
     dsn: SecretStr | None = Field(default=None, description="defaults to postgres.dsn")
     table: str = "listings"
     id_column: str = "id"
+    version_column: str = Field(
+        default="version",
+        description="the row's version (integer, or timestamp -> µs) for reindex and verify",
+    )
 
     _check_dsn = field_validator("dsn")(checked_dsn)
 
-    @field_validator("table", "id_column")
+    @field_validator("table", "id_column", "version_column")
     @classmethod
     def _identifier(cls, value: str) -> str:
         parts = value.split(".")
@@ -325,6 +346,37 @@ class OutboxSettings(_Section):
     max_backoff_ms: int = Field(default=10_000, ge=1)
 
 
+class VerifySettings(_Section):
+    """`stream-indexer verify`: how the drift check reads and where it reports."""
+
+    sample: int = Field(
+        default=1_000,
+        ge=1,
+        le=10_000,
+        description="source rows and live documents checked without flags",
+    )
+    page_size: int = Field(default=1_000, ge=1, le=10_000, description="rows and docs per read")
+    recheck_after_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="drift found is looked up again after this long (events still in flight)",
+    )
+    pushgateway_url: str | None = Field(
+        default=None, description="Prometheus Pushgateway the run's metrics are pushed to"
+    )
+    pushgateway_timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("pushgateway_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return normalize_host(value)
+        except AddressError as exc:
+            raise ValueError(f"(value not shown) {exc}") from None
+
+
 class Settings(BaseSettings):
     """All settings; build with `load_settings()` to get a `ConfigError` on bad input."""
 
@@ -360,6 +412,7 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    verify: VerifySettings = Field(default_factory=VerifySettings)
     shutdown_timeout_s: float = Field(default=25.0, gt=0)
     rebalance_timeout_s: float = Field(default=20.0, gt=0)
 
@@ -383,6 +436,10 @@ class Settings(BaseSettings):
     @property
     def physical_index(self) -> str:
         return self.opensearch.physical_index or f"{self.opensearch.index}_v1"
+
+    @property
+    def write_alias(self) -> str:
+        return self.opensearch.write_alias or f"{self.opensearch.index}_write"
 
     @property
     def source_dsn(self) -> str:
@@ -447,7 +504,7 @@ def secret_values(settings: Settings) -> set[str]:
     for dsn in (settings.postgres.dsn, settings.source.dsn):
         if dsn is not None:
             found |= address_secrets(dsn.get_secret_value())
-    for host in settings.opensearch.hosts:
+    for host in [*settings.opensearch.hosts, settings.verify.pushgateway_url or ""]:
         found |= address_secrets(host) - {host}  # the address itself is not secret, its password is
     return found
 
@@ -456,8 +513,11 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
     """The effective configuration as plain data, with every secret shown as `**********`."""
     data = settings.model_dump(mode="json")
     data["opensearch"]["hosts"] = [mask_url(host) for host in settings.opensearch.hosts]
+    if settings.verify.pushgateway_url is not None:
+        data["verify"]["pushgateway_url"] = mask_url(settings.verify.pushgateway_url)
     data["dlq"]["topic"] = settings.dlq_topic
     data["opensearch"]["physical_index"] = settings.physical_index
+    data["opensearch"]["write_alias"] = settings.write_alias
     return data
 
 
@@ -474,6 +534,7 @@ __all__ = [
     "RetrySettings",
     "Settings",
     "SourceSettings",
+    "VerifySettings",
     "load_settings",
     "masked_dump",
     "secret_values",
