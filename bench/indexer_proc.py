@@ -266,6 +266,7 @@ async def run_indexer(
             if await scrape(http, metrics_url, final):
                 last.consumed, last.finished = final.consumed, final.finished
                 last.documents = final.documents
+                last.requests = final.requests
                 last.freshness = final.freshness
     finally:
         if proc.poll() is None:
@@ -339,6 +340,7 @@ def _summary(
         "events_per_s": round(sum(last.committed.values()) / window, 1),
         # documents sent in bulk requests (coalescing sends fewer than records)
         "documents_sent": int(last.documents),
+        "bulk_requests": int(last.requests),
         "cpu_user_s": round(usage.ru_utime, 3),
         "cpu_sys_s": round(usage.ru_stime, 3),
         "cpu_us_per_event": round(cpu_total * 1e6 / max(1, done), 2),

@@ -258,7 +258,7 @@ def _shaping_lines(shaping: dict[str, Any] | None) -> list[str]:
             versus = (
                 f", {_n(ratio, 2)}x the grid's best ({_n(best['events_per_s'])})" if best else ""
             )
-            requests = run["timeline"][-1]["requests"] if run.get("timeline") else None
+            requests = run.get("bulk_requests")
             lines.append(
                 f"  {name:<15} {mode:<8} {_n(run['events_per_s']):>7} events/s{versus}; "
                 f"{_n(run['documents_sent'])} docs in {_n(requests)} requests, CPU "
