@@ -38,6 +38,10 @@ class OpenSearchSettings(Section):
     client_key_password: SecretStr | None = None
     request_timeout_s: float = Field(default=30.0, gt=0)
     max_in_flight_bulks: int = Field(default=4, ge=1)
+    adaptive_concurrency: bool = Field(
+        default=False,
+        description="learn the bulk requests in flight (1..max_in_flight_bulks) from latency",
+    )
     bulk_max_docs: int = Field(
         default=10_000, ge=1, description="documents per request when batches are combined"
     )
