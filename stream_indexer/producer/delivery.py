@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from stream_indexer.models import ListingEvent
+from stream_indexer.event_dicts import EventDict
 from stream_indexer.producer.handoff import HandOff
 
 log = logging.getLogger(__name__)
@@ -81,16 +81,19 @@ class Pending:
 
     def __init__(
         self,
-        event: ListingEvent | None,
+        event: EventDict | None,
         key: bytes | None,
         value: bytes,
         headers: Headers | None,
         topic: str,
         result: Waiter,
     ) -> None:
-        self.event_id = event.event_id if event is not None else None
-        self.listing_id = event.listing_id if event is not None else None
-        self.version = event.version if event is not None else None
+        if event is None:  # raw bytes
+            self.event_id = self.listing_id = self.version = None
+        else:
+            self.event_id = event["event_id"]
+            self.listing_id = event["listing_id"]
+            self.version = event["version"]
         self.key = key
         self.value = value
         self.headers = list(headers) if headers else None

@@ -3,6 +3,11 @@
 Every producer path (the library, `produce`, the outbox) goes through here, so an event is
 checked against the same pydantic models the consumer uses before a single byte leaves the
 process. A failure raises `InvalidEventError` naming each bad field, and nothing is sent.
+
+`emit_*_nowait` runs on the caller's thread, so it takes the fast form (`*_event_dict`):
+the validator compiled from the models (`event_dicts`) yields a plain dict, and orjson writes
+the same bytes the model would. An event it refuses is validated again by the models, which
+raise the `InvalidEventError` (so the message and `fields` are the models' own).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import orjson
 from pydantic import ValidationError
 
 from stream_indexer.errors import InvalidEventError
+from stream_indexer.event_dicts import EVENT_DICT_VALIDATOR, EventDict, event_dict
 from stream_indexer.models import Listing, ListingEvent
 
 
@@ -115,27 +121,96 @@ def delete_event(
     )
 
 
+def validate_event_dict(event: ListingEvent | Mapping[str, Any]) -> EventDict:
+    """`validate_event`, yielding the event's dict form (see the module docstring)."""
+    if isinstance(event, ListingEvent):
+        return event_dict(event)
+    try:
+        return _validated(event)
+    except ValidationError:
+        return event_dict(validate_event(event))  # raises the models' InvalidEventError
+
+
+def index_event_dict(
+    listing: Listing | Mapping[str, Any],
+    version: int,
+    *,
+    occurred_at: datetime | None = None,
+    event_id: uuid.UUID | None = None,
+    thin: bool = False,
+) -> EventDict:
+    """`index_event`, yielding the event's dict form (see the module docstring)."""
+    if isinstance(listing, Mapping):
+        try:
+            return _validated(
+                {
+                    "event_id": event_id or uuid.uuid4(),
+                    "action": "index",
+                    "listing_id": listing.get("id"),
+                    "version": version,
+                    "occurred_at": occurred_at or now_utc(),
+                    "data": None if thin else listing,
+                }
+            )
+        except ValidationError:
+            pass  # the models raise the error, in their words
+    event = index_event(listing, version, occurred_at=occurred_at, event_id=event_id, thin=thin)
+    return event_dict(event)
+
+
+def delete_event_dict(
+    listing_id: int,
+    version: int,
+    *,
+    occurred_at: datetime | None = None,
+    event_id: uuid.UUID | None = None,
+) -> EventDict:
+    """`delete_event`, yielding the event's dict form (see the module docstring)."""
+    try:
+        return _validated(
+            {
+                "event_id": event_id or uuid.uuid4(),
+                "action": "delete",
+                "listing_id": listing_id,
+                "version": version,
+                "occurred_at": occurred_at or now_utc(),
+            }
+        )
+    except ValidationError:
+        pass  # the models raise the error, in their words
+    return event_dict(delete_event(listing_id, version, occurred_at=occurred_at, event_id=event_id))
+
+
+def _validated(candidate: object) -> EventDict:
+    out: EventDict = EVENT_DICT_VALIDATOR.validate_python(candidate)
+    return out
+
+
 def encode_key(listing_id: int) -> bytes:
     """The record key: the listing id as decimal UTF-8 (so one listing maps to one partition)."""
-    return str(listing_id).encode()
+    return b"%d" % listing_id
 
 
 def encode_value(event: ListingEvent) -> bytes:
     """The record value: compact UTF-8 JSON with known fields only and absent fields left out.
 
-    Serialized by pydantic-core straight to JSON: no intermediate dict, which matters on the
-    caller's side of `emit_nowait` (same bytes as `orjson.dumps(model_dump(mode="json"))`).
+    Serialized by pydantic-core straight to JSON (`event_dicts.encode_event_dict` writes the
+    same bytes from the dict form, which is what `emit_*_nowait` uses).
     """
     return event.model_dump_json(exclude_none=True).encode()
 
 
 __all__ = [
+    "EventDict",
     "InvalidEventError",
     "delete_event",
+    "delete_event_dict",
     "encode_key",
     "encode_value",
     "index_event",
+    "index_event_dict",
     "validate_event",
+    "validate_event_dict",
     "validate_json_line",
     "version_from_datetime",
 ]
