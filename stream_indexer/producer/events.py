@@ -12,6 +12,8 @@ raise the `InvalidEventError` (so the message and `fields` are the models' own).
 
 from __future__ import annotations
 
+import os
+import threading
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -31,6 +33,50 @@ def _problems(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
         path = ".".join(str(part) for part in err["loc"]) or "event"
         out.append((prefix + path, err["msg"]))
     return out
+
+
+#: random bytes read from the OS at once for this many event ids (one syscall, not one each)
+EVENT_ID_BATCH = 256
+
+
+class _EventIds(threading.local):
+    """Random (version 4) UUIDs from a per-thread pool of `os.urandom` bytes.
+
+    `uuid.uuid4()` makes one `getrandom` syscall per id, which on the caller's cold path
+    (an API request every millisecond or so) cost several microseconds. The pool is per
+    thread (no two threads share bytes) and emptied in a forked child (which would
+    otherwise repeat its parent's ids).
+    """
+
+    def __init__(self) -> None:
+        self.pool = b""
+        self.at = 0
+
+    def next(self) -> uuid.UUID:
+        at = self.at
+        if at >= len(self.pool):
+            self.pool, at = os.urandom(16 * EVENT_ID_BATCH), 0
+        self.at = at + 16
+        value = int.from_bytes(self.pool[at : at + 16])
+        # RFC 4122 variant and version 4, as `uuid.UUID(..., version=4)` sets them
+        value = (value & ~(0xC000 << 48) | 0x8000 << 48) & ~(0xF000 << 64) | 4 << 76
+        return uuid.UUID(int=value)
+
+
+_event_ids = _EventIds()
+
+
+def _forget_event_ids() -> None:
+    global _event_ids
+    _event_ids = _EventIds()
+
+
+os.register_at_fork(after_in_child=_forget_event_ids)
+
+
+def new_event_id() -> uuid.UUID:
+    """A random event id (same distribution as `uuid.uuid4()`, fewer syscalls)."""
+    return _event_ids.next()
 
 
 def now_utc() -> datetime:
@@ -92,7 +138,7 @@ def index_event(
         listing_id = snapshot.id
     return validate_event(
         {
-            "event_id": event_id or uuid.uuid4(),
+            "event_id": event_id or new_event_id(),
             "action": "index",
             "listing_id": listing_id,
             "version": version,
@@ -112,7 +158,7 @@ def delete_event(
     """A `delete` event: the listing's document is removed (tombstoned at `version`)."""
     return validate_event(
         {
-            "event_id": event_id or uuid.uuid4(),
+            "event_id": event_id or new_event_id(),
             "action": "delete",
             "listing_id": listing_id,
             "version": version,
@@ -144,7 +190,7 @@ def index_event_dict(
         try:
             return _validated(
                 {
-                    "event_id": event_id or uuid.uuid4(),
+                    "event_id": event_id or new_event_id(),
                     "action": "index",
                     "listing_id": listing.get("id"),
                     "version": version,
@@ -169,7 +215,7 @@ def delete_event_dict(
     try:
         return _validated(
             {
-                "event_id": event_id or uuid.uuid4(),
+                "event_id": event_id or new_event_id(),
                 "action": "delete",
                 "listing_id": listing_id,
                 "version": version,
@@ -209,6 +255,7 @@ __all__ = [
     "encode_value",
     "index_event",
     "index_event_dict",
+    "new_event_id",
     "validate_event",
     "validate_event_dict",
     "validate_json_line",

@@ -4,6 +4,8 @@ orjson) and the models take the same decision on the same Python input, refuse w
 
 from __future__ import annotations
 
+import os
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -19,10 +21,12 @@ from stream_indexer.event_dicts import encode_event_dict, event_dict
 from stream_indexer.models import Listing, ListingEvent
 from stream_indexer.producer import ListingEventProducer, encode_value
 from stream_indexer.producer.events import (
+    EVENT_ID_BATCH,
     delete_event,
     delete_event_dict,
     index_event,
     index_event_dict,
+    new_event_id,
     validate_event,
     validate_event_dict,
 )
@@ -147,3 +151,29 @@ async def test_emit_nowait_refuses_a_bad_event_before_anything_is_queued() -> No
             producer.emit_nowait({"action": "index"})
         assert "event_id" in refused.value.fields
         assert producer.pending == 0
+
+
+def test_event_ids_are_random_version_4_uuids_never_repeated() -> None:
+    ids = [new_event_id() for _ in range(3 * EVENT_ID_BATCH)]
+    assert len(set(ids)) == len(ids)
+    assert {(u.version, u.variant) for u in ids} == {(4, uuid.RFC_4122)}
+    other: list[uuid.UUID] = []
+    thread = threading.Thread(target=lambda: other.extend(new_event_id() for _ in range(64)))
+    thread.start()
+    thread.join()
+    assert not set(other) & set(ids)  # each thread draws from its own pool
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_repeat_its_parents_event_ids() -> None:
+    new_event_id()  # the pool is filled: a child would inherit it
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send its next id and leave at once
+        os.write(write, new_event_id().bytes)
+        os._exit(0)
+    os.close(write)
+    child = uuid.UUID(bytes=os.read(read, 16))
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child != new_event_id()
