@@ -55,8 +55,10 @@ from stream_indexer.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: events the sender hands to aiokafka before it lets other tasks run
-SEND_SLICE = 1000
+#: longest the sender holds the event loop with a backlog before other tasks run (seconds)
+SEND_SLICE_S = 0.001
+#: events between two looks at the clock
+SEND_CHECK_EVERY = 32
 
 
 class ListingEventProducer(Lifecycle):
@@ -355,7 +357,11 @@ class ListingEventProducer(Lifecycle):
             if not batch:
                 await self._wakeup.wait()
                 continue
+            slice_end = time.perf_counter() + SEND_SLICE_S
             for n, pending in enumerate(batch, start=1):
+                if n % SEND_CHECK_EVERY == 0 and time.perf_counter() >= slice_end:
+                    await asyncio.sleep(0)  # a long backlog must not hold the loop
+                    slice_end = time.perf_counter() + SEND_SLICE_S
                 if pending.settled or pending.settling:
                     continue  # expired while queued
                 try:
@@ -366,8 +372,6 @@ class ListingEventProducer(Lifecycle):
                     self._settlement.fall_back(pending, repr(exc))
                     continue
                 delivery.add_done_callback(functools.partial(self._settlement.on_delivery, pending))
-                if n % SEND_SLICE == 0:
-                    await asyncio.sleep(0)  # a long backlog must not hold the loop
 
 
 __all__ = [

@@ -197,6 +197,12 @@ class Settlement:
                         target.exception()  # logged and kept for flush(): mark as seen
                 else:
                     target.set_result(outcome)
+        # drop settled events from the head at once rather than at the watchdog's next turn
+        # (up to a second): held that long, they outlive the young GC generation, and every
+        # event then costs the older generations' collections (run in some caller's emit)
+        accepted = self.handoff.accepted
+        while accepted and accepted[0].settled:
+            accepted.popleft()
         if self.handoff.settle() == 0:
             self.all_settled.set()
 
