@@ -4,12 +4,17 @@ For each target rate (by default 1,000 and 10,000 events/s) `emit_index_nowait` 
 the caller's side (validate, serialize, enqueue) and, separately, from that call until Kafka
 acknowledged the event. The same rates run again with a task that hogs the event loop for
 50 ms every second: the caller-side figure must not move (the enqueue never waits for the
-loop), while the acknowledgement latency shows the stall. A last series sends the same events
-pre-serialized (`send_raw_nowait`): what the queue costs without pydantic's validation. When
+loop), while the acknowledgement latency shows the stall. Another series sends the same
+events pre-serialized (`send_raw_nowait`): what the queue costs without validation. When
 Postgres is given, an indexer (`stream-indexer run`) consumes the emitted events on the same
-machine meanwhile, as in production. The same run times the synchronous OpenSearch
-single-document index call the old system made inside its API requests. Events are generated
-before the timed loop. Used by `make bench`; run alone with
+machine meanwhile, as in production; the plain rates then run once more after it stopped,
+to show what the other busy process costs. At the highest rate the slowest calls are
+explained (`bench/emit_tails.py`: garbage collection, descheduled by the OS, or own code),
+with and without the indexer. `bench/emit_cost.py` gives the CPU per event of validation and
+serialization, fast path against the models. The same run times the synchronous OpenSearch
+single-document index call the old system made inside its API requests. Events are
+generated before the timed loop, and the process's heap is frozen (`gc.freeze()`) before
+each run, as docs/producers.md recommends. Used by `make bench`; run alone with
 
     python -m bench.emit_latency --bootstrap 127.0.0.1:9092 --opensearch-url http://127.0.0.1:9200 \
         [--postgres-dsn postgresql://...]   # adds the indexer
@@ -31,6 +36,7 @@ from typing import Any
 
 from opensearchpy import OpenSearch
 
+from bench.emit_cost import measure_call_cost
 from bench.emit_tails import explain_slow_calls
 from bench.indexer_proc import indexer_env, spawn
 from stream_indexer.app.migrate import migrate_up
@@ -124,6 +130,15 @@ def verdicts(runs: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def cost_line(cost: dict[str, Any]) -> str:
+    return (
+        f"info validate + serialize, CPU per event: fast path {cost['warm_fast_p50_us']} us "
+        f"warm / {cost['cold_fast_p50_us']} us cold, models {cost['warm_models_p50_us']} / "
+        f"{cost['cold_models_p50_us']} us (fast / models: {cost['warm_fast_over_models_p50']} "
+        f"warm, {cost['cold_fast_over_models_p50']} cold; medians)"
+    )
+
+
 @contextlib.asynccontextmanager
 async def indexer_alongside(endpoints: StackEndpoints | None, topic: str) -> AsyncIterator[bool]:
     """`stream-indexer run` on `topic` while the block runs (nothing when no endpoints)."""
@@ -173,6 +188,7 @@ async def measure_emit_latency(
     generator = EventGenerator(INDEX_ONLY, seed=42)
     runs: dict[str, dict[str, Any]] = {}
     tails: dict[str, dict[str, Any]] = {}
+    cost = await measure_call_cost(generator)  # before the indexer starts
     async with ListingEventProducer(settings) as producer:
         await run_load(producer, generator.take(WARMUP_EVENTS), rate=None)
         async with indexer_alongside(endpoints, topic) as with_indexer:
@@ -196,7 +212,8 @@ async def measure_emit_latency(
         "indexer_running": with_indexer,
         "busy_loop": f"{HOG_MS} ms every {HOG_EVERY_S:g} s",
         "emit_index_nowait": runs,
-        "targets": verdicts(runs),
+        "targets": [*verdicts(runs), cost_line(cost)],
+        "caller_cpu_per_event": cost,
         "slow_calls_at_max_rate": tails,
         "opensearch_sync_index": _opensearch_index_latency(
             opensearch_url, generator, opensearch_calls
