@@ -162,7 +162,12 @@ class OpenSearchSettings(_Section):
 
     hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["http://127.0.0.1:9200"])
     index: str = Field(default="marketplace_listings", description="alias searches use")
-    physical_index: str | None = Field(default=None, description="defaults to `<index>_v1`")
+    physical_index: str | None = Field(
+        default=None, description="the first physical index; defaults to `<index>_v1`"
+    )
+    write_alias: str | None = Field(
+        default=None, description="alias pods write through; defaults to `<index>_write`"
+    )
     username: str | None = None
     password: SecretStr | None = None
     auth: Literal["basic", "sigv4"] = Field(
@@ -193,6 +198,18 @@ class OpenSearchSettings(_Section):
     _split_hosts = field_validator("hosts", mode="before")(_split_csv)
 
     _check_hosts = field_validator("hosts")(checked_hosts)
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> OpenSearchSettings:
+        """The search alias, the write alias and the first physical index are three names."""
+        physical = self.physical_index or f"{self.index}_v1"
+        write = self.write_alias or f"{self.index}_write"
+        if len({self.index, physical, write}) < 3:
+            raise ValueError(
+                f"{ENV_PREFIX}OPENSEARCH__WRITE_ALIAS, {ENV_PREFIX}OPENSEARCH__INDEX and "
+                f"{ENV_PREFIX}OPENSEARCH__PHYSICAL_INDEX must name three different things"
+            )
+        return self
 
     @model_validator(mode="after")
     def _sigv4_complete(self) -> OpenSearchSettings:
@@ -261,10 +278,14 @@ class SourceSettings(_Section):
     dsn: SecretStr | None = Field(default=None, description="defaults to postgres.dsn")
     table: str = "listings"
     id_column: str = "id"
+    version_column: str = Field(
+        default="version",
+        description="the row's version (integer, or timestamp -> µs) for reindex and verify",
+    )
 
     _check_dsn = field_validator("dsn")(checked_dsn)
 
-    @field_validator("table", "id_column")
+    @field_validator("table", "id_column", "version_column")
     @classmethod
     def _identifier(cls, value: str) -> str:
         parts = value.split(".")
@@ -381,6 +402,10 @@ class Settings(BaseSettings):
         return self.opensearch.physical_index or f"{self.opensearch.index}_v1"
 
     @property
+    def write_alias(self) -> str:
+        return self.opensearch.write_alias or f"{self.opensearch.index}_write"
+
+    @property
     def source_dsn(self) -> str:
         secret = self.source.dsn or self.postgres.dsn
         return secret.get_secret_value()
@@ -454,6 +479,7 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
     data["opensearch"]["hosts"] = [mask_url(host) for host in settings.opensearch.hosts]
     data["dlq"]["topic"] = settings.dlq_topic
     data["opensearch"]["physical_index"] = settings.physical_index
+    data["opensearch"]["write_alias"] = settings.write_alias
     return data
 
 

@@ -19,8 +19,9 @@ from stream_indexer.errors import (
     SourceRowRejectedError,
     SourceUnavailableError,
 )
-from stream_indexer.lifecycle import Lifecycle
 from stream_indexer.models import Listing
+from stream_indexer.pipeline.source_pool import SourcePool
+from stream_indexer.pipeline.source_pool import quote_identifier as _quote
 from stream_indexer.settings import SourceSettings
 
 # SQLSTATE classes for "the data read", not "the server": 22 data exception, 54 limits.
@@ -30,34 +31,16 @@ _ROW_SQLSTATE_CLASSES = frozenset({"22", "54"})
 Hydrated = Listing | SchemaInvalidError | None
 
 
-class SourceLoader(Lifecycle):
+class SourceLoader(SourcePool):
     """Batched reads of listings by id from the source table."""
 
     def __init__(self, dsn: str, source: SourceSettings, *, pool_max_size: int = 4) -> None:
-        self._dsn = dsn
-        self._pool_max_size = pool_max_size
-        self._pool: asyncpg.Pool | None = None
+        super().__init__(dsn, pool_max_size=pool_max_size)
         self._query = (
             f"SELECT {_quote(source.id_column)}::bigint, row_to_json(t)::text "
             f"FROM {_quote(source.table)} AS t "
             f"WHERE {_quote(source.id_column)} = ANY($1::bigint[])"
         )
-
-    async def _start(self) -> None:
-        """A pool that connects on first use (min_size 0): a source database that is down
-        delays thin events only, never the start of the service."""
-        if self._pool is None:
-            try:
-                self._pool = await asyncpg.create_pool(
-                    self._dsn, min_size=0, max_size=self._pool_max_size
-                )
-            except (OSError, asyncpg.PostgresError) as exc:
-                raise SourceUnavailableError(f"source database unreachable: {exc}") from exc
-
-    async def _stop(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
 
     async def load(self, listing_ids: Sequence[int]) -> dict[int, Hydrated]:
         """Listings by id; ids the source does not have map to None."""
@@ -89,7 +72,3 @@ class SourceLoader(Lifecycle):
 def _ids(listing_ids: Sequence[int]) -> str:
     shown = ", ".join(str(i) for i in listing_ids[:5])
     return shown + (f" (+{len(listing_ids) - 5} more)" if len(listing_ids) > 5 else "")
-
-
-def _quote(identifier: str) -> str:
-    return ".".join('"' + part.replace('"', '""') + '"' for part in identifier.split("."))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from unittest.mock import ANY
 
 import pytest
 from opensearchpy import AsyncOpenSearch
@@ -53,9 +54,11 @@ async def test_pods_starting_together_all_set_up_the_same_index_and_alias(
         client = AsyncOpenSearch(hosts=[opensearch_url])
         try:
             aliases = await client.indices.get_alias(name=index)
+            write_aliases = await client.indices.get_alias(name=f"{index}_write")
         finally:
             await client.close()
         assert set(aliases) == {f"{index}_v1"}
+        assert write_aliases == {f"{index}_v1": {"aliases": {f"{index}_write": ANY}}}
 
 
 async def test_a_concrete_index_with_the_alias_name_fails_naming_the_setting(

@@ -1,6 +1,7 @@
 """Package layering: data flows down the tree, and no module imports a layer above its own.
 
     cli, devtools                  commands and developer tools
+    reindex                        rebuild into a new index while live indexing goes on
     app                            wiring, consumer loop, flow control, commits, health
     repair                         dlq retry / replay (reuse the pipeline)
     pipeline                       worker, decode, coalesce, hydrate, documents, offsets
@@ -32,8 +33,9 @@ RANKS = {
     "pipeline": 3,
     "repair": 4,
     "app": 5,
-    "devtools": 6,
-    "cli": 7,
+    "reindex": 6,
+    "devtools": 7,
+    "cli": 8,
 }
 CORE_MODULES = {
     "settings",

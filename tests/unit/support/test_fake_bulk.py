@@ -178,7 +178,7 @@ async def test_opensearch_sink_against_the_fake(fake: FakeBulk) -> None:
     async with OpenSearchSink(sink_settings(fake.url)) as sink:
         assert await sink.ping()
         assert INDEX in fake.indices
-        assert fake.aliases() == {"fake-listings": [INDEX]}
+        assert fake.aliases() == {"fake-listings": [INDEX], "fake-listings_write": [INDEX]}
         assert ("PUT", f"/{INDEX}") in fake.calls
         assert ("POST", "/_aliases") in fake.calls
         mappings = fake.indices[INDEX].body.get("mappings")
