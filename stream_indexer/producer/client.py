@@ -215,9 +215,9 @@ class ListingEventProducer(Lifecycle):
         the monotonic clock inside this call (not on the loop thread, where nothing could free
         room), then sends the event to the outbox or raises `ProducerBackpressureError`.
         """
-        return self.submit_threadsafe(validate_event_dict(event), headers)
+        return self._submit_threadsafe(validate_event_dict(event), headers)
 
-    def submit_threadsafe(
+    def _submit_threadsafe(
         self, event: EventDict, headers: Headers | None = None
     ) -> concurrent.futures.Future[DeliveryResult]:
         """`emit_threadsafe` of an event already validated into its dict form (by

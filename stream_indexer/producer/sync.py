@@ -118,7 +118,7 @@ class SyncListingEventProducer:
         ev = index_event_dict(
             listing, version, occurred_at=occurred_at, event_id=event_id, thin=thin
         )
-        return producer.submit_threadsafe(ev)
+        return producer._submit_threadsafe(ev)
 
     def emit_delete(
         self,
@@ -131,7 +131,7 @@ class SyncListingEventProducer:
         """`emit` of a `delete` event (see `ListingEventProducer.emit_delete_nowait`)."""
         producer = self._running()
         ev = delete_event_dict(listing_id, version, occurred_at=occurred_at, event_id=event_id)
-        return producer.submit_threadsafe(ev)
+        return producer._submit_threadsafe(ev)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait for every delivery result; raises `ProducerDeliveryError` if any failed."""
