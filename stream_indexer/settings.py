@@ -31,8 +31,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from stream_indexer.addresses import address_secrets, checked_dsn, checked_hosts
-from stream_indexer.errors import ConfigError
+from stream_indexer.addresses import address_secrets, checked_dsn, checked_hosts, normalize_host
+from stream_indexer.errors import AddressError, ConfigError
 from stream_indexer.masking import mask_text, mask_url, remember, secret_forms, strings_in
 
 ENV_PREFIX = "STREAM_INDEXER_"
@@ -342,6 +342,37 @@ class OutboxSettings(_Section):
     max_backoff_ms: int = Field(default=10_000, ge=1)
 
 
+class VerifySettings(_Section):
+    """`stream-indexer verify`: how the drift check reads and where it reports."""
+
+    sample: int = Field(
+        default=1_000,
+        ge=1,
+        le=10_000,
+        description="source rows and live documents checked without flags",
+    )
+    page_size: int = Field(default=1_000, ge=1, le=10_000, description="rows and docs per read")
+    recheck_after_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="drift found is looked up again after this long (events still in flight)",
+    )
+    pushgateway_url: str | None = Field(
+        default=None, description="Prometheus Pushgateway the run's metrics are pushed to"
+    )
+    pushgateway_timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("pushgateway_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return normalize_host(value)
+        except AddressError as exc:
+            raise ValueError(f"(value not shown) {exc}") from None
+
+
 class Settings(BaseSettings):
     """All settings; build with `load_settings()` to get a `ConfigError` on bad input."""
 
@@ -377,6 +408,7 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    verify: VerifySettings = Field(default_factory=VerifySettings)
     shutdown_timeout_s: float = Field(default=25.0, gt=0)
     rebalance_timeout_s: float = Field(default=20.0, gt=0)
 
@@ -468,7 +500,7 @@ def secret_values(settings: Settings) -> set[str]:
     for dsn in (settings.postgres.dsn, settings.source.dsn):
         if dsn is not None:
             found |= address_secrets(dsn.get_secret_value())
-    for host in settings.opensearch.hosts:
+    for host in [*settings.opensearch.hosts, settings.verify.pushgateway_url or ""]:
         found |= address_secrets(host) - {host}  # the address itself is not secret, its password is
     return found
 
@@ -477,6 +509,8 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
     """The effective configuration as plain data, with every secret shown as `**********`."""
     data = settings.model_dump(mode="json")
     data["opensearch"]["hosts"] = [mask_url(host) for host in settings.opensearch.hosts]
+    if settings.verify.pushgateway_url is not None:
+        data["verify"]["pushgateway_url"] = mask_url(settings.verify.pushgateway_url)
     data["dlq"]["topic"] = settings.dlq_topic
     data["opensearch"]["physical_index"] = settings.physical_index
     data["opensearch"]["write_alias"] = settings.write_alias
@@ -496,6 +530,7 @@ __all__ = [
     "RetrySettings",
     "Settings",
     "SourceSettings",
+    "VerifySettings",
     "load_settings",
     "masked_dump",
     "secret_values",

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "config",
     "dlq",
     "produce",
+    "verify",
 )
 
 

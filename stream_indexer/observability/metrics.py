@@ -210,6 +210,57 @@ class Metrics:
             "Version of the running stream-indexer.",
             registry=r,
         )
+        # `stream-indexer verify` (a short-lived job: pushed to a Pushgateway, see
+        # VERIFY_METRIC_PREFIXES); each gauge describes the last run.
+        self.drift_documents = Gauge(
+            "stream_indexer_drift_documents",
+            "Drift the last verify run found, by kind (missing, extra, version_behind, "
+            "fields_different).",
+            ["kind"],
+            registry=r,
+        )
+        self.drift_remaining = Gauge(
+            "stream_indexer_drift_remaining_documents",
+            "Drift still present when the last verify run ended (found, less what it repaired).",
+            registry=r,
+        )
+        self.drift_repaired = Gauge(
+            "stream_indexer_drift_repaired_documents",
+            "Drifted listings the last verify --repair run rewrote, by result (repaired, "
+            "newer_meanwhile, failed).",
+            ["result"],
+            registry=r,
+        )
+        self.drift_ahead = Gauge(
+            "stream_indexer_drift_ahead_documents",
+            "Documents newer than their source row in the last verify run (not drift).",
+            registry=r,
+        )
+        self.drift_invalid_source_rows = Gauge(
+            "stream_indexer_drift_invalid_source_rows",
+            "Source rows the last verify run found breaking the listing contract (not repaired).",
+            registry=r,
+        )
+        self.drift_checked = Gauge(
+            "stream_indexer_drift_checked_documents",
+            "What the last verify run compared, by side (source rows, index documents).",
+            ["side"],
+            registry=r,
+        )
+        self.verify_last_run = Gauge(
+            "stream_indexer_verify_last_run_timestamp_seconds",
+            "When the last verify run that completed ended (Unix time).",
+            registry=r,
+        )
+        self.verify_duration = Gauge(
+            "stream_indexer_verify_duration_seconds",
+            "How long the last completed verify run took.",
+            registry=r,
+        )
+
+
+#: the families `stream-indexer verify` pushes (nothing of the pipeline's own)
+VERIFY_METRIC_PREFIXES = ("stream_indexer_drift_", "stream_indexer_verify_")
 
 
 def _histogram_internals(histogram: Histogram) -> tuple[Any, Any, Any] | None:
@@ -268,4 +319,4 @@ def observe_each(histogram: Histogram, values: Iterable[float]) -> None:
             bucket.inc(count)
 
 
-__all__ = ["Metrics", "observe_each", "observe_many"]
+__all__ = ["VERIFY_METRIC_PREFIXES", "Metrics", "observe_each", "observe_many"]

@@ -30,6 +30,8 @@ EXPECTED_ALERTS = {
     "StreamIndexerCircuitOpen",
     "StreamIndexerDlqStoreFailing",
     "StreamIndexerDlqOldEntry",
+    "StreamIndexerDriftDetected",
+    "StreamIndexerVerifyNotRun",
 }
 
 

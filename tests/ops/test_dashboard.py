@@ -66,6 +66,9 @@ def test_panels_cover_what_operators_watch() -> None:
         "opensearch_indexing_retry_total",  # retries
         "stream_indexer_circuit_state",  # circuit
         "stream_indexer_rebalances_total",  # rebalances
+        "stream_indexer_drift_documents",  # drift check (verify)
+        "stream_indexer_drift_remaining_documents",
+        "stream_indexer_verify_last_run_timestamp_seconds",
     }
     assert required <= used, f"no panel for {required - used}"
 

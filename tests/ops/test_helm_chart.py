@@ -100,6 +100,7 @@ def test_the_chart_has_every_required_template() -> None:
         "ScaledObject",
         "NetworkPolicy",
         "ServiceAccount",
+        "CronJob",
     ):
         assert f"kind: {kind}\n" in kinds, kind
     assert (TEMPLATES / "NOTES.txt").is_file()
@@ -247,6 +248,47 @@ def test_existing_secret_replaces_the_charts_secret() -> None:
 def test_invalid_values_are_refused(values: dict[str, Any], message: str) -> None:
     with pytest.raises(helm_render.RenderError, match=re.escape(message)):
         helm_render.render(values)
+
+
+def test_verify_cronjob_is_off_by_default_and_runs_verify_with_its_args() -> None:
+    assert "CronJob" not in _by_kind(helm_render.render())
+    values = {
+        "verify": {
+            "cronjob": {
+                "enabled": True,
+                "schedule": "*/30 * * * *",
+                "args": ["--full", "--repair"],
+                "pushgatewayUrl": "http://pushgateway.monitoring:9091",
+            }
+        }
+    }
+    kinds = _by_kind(helm_render.render(values))
+    (cron,) = kinds["CronJob"]
+    assert cron["spec"]["schedule"] == "*/30 * * * *"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    job = cron["spec"]["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 0
+    pod = job["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == ["verify", "--full", "--repair"]
+    args = build_parser().parse_args(container["args"])
+    assert args.full and args.repair and callable(args.handler)
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env == {"STREAM_INDEXER_VERIFY__PUSHGATEWAY_URL": "http://pushgateway.monitoring:9091"}
+    assert set(env) <= setting_env_names()
+    (deployment,) = kinds["Deployment"]
+    assert (
+        container["envFrom"] == deployment["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+    )
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    labels = job["template"]["metadata"]["labels"]
+    assert not selector.items() <= labels.items(), "verify pods would join the Service"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_default_verify_args_parse_as_a_sample() -> None:
+    args = build_parser().parse_args(["verify", *_values()["verify"]["cronjob"]["args"]])
+    assert args.sample == 1000 and not args.full and not args.repair
 
 
 def test_hpa_renders_within_the_partition_bound() -> None:

@@ -70,6 +70,21 @@ FEATURES: dict[str, tuple[dict[str, Any], set[str]]] = {
         {"PrometheusRule"},
     ),
     "hpa": ({"autoscaling": {"enabled": True}}, {"HorizontalPodAutoscaler"}),
+    "verify-cronjob": (
+        {
+            "verify": {
+                "cronjob": {
+                    "enabled": True,
+                    "timeZone": "Europe/Berlin",
+                    "args": ["--full", "--repair"],
+                    "pushgatewayUrl": "http://pushgateway:9091",
+                }
+            },
+            "extraEnv": [{"name": "TZ", "value": "UTC"}],
+            "tls": {"secretName": "indexer-tls"},
+        },
+        {"CronJob"},
+    ),
     "network-policy": (
         {
             "networkPolicy": {
