@@ -4,12 +4,18 @@ For each target rate (by default 1,000 and 10,000 events/s) `emit_index_nowait` 
 the caller's side (validate, serialize, enqueue) and, separately, from that call until Kafka
 acknowledged the event. The same rates run again with a task that hogs the event loop for
 50 ms every second: the caller-side figure must not move (the enqueue never waits for the
-loop), while the acknowledgement latency shows the stall. A last series sends the same events
-pre-serialized (`send_raw_nowait`): what the queue costs without pydantic's validation. When
+loop), while the acknowledgement latency shows the stall. Another series sends the same
+events pre-serialized (`send_raw_nowait`): what the queue costs without validation. When
 Postgres is given, an indexer (`stream-indexer run`) consumes the emitted events on the same
-machine meanwhile, as in production. The same run times the synchronous OpenSearch
-single-document index call the old system made inside its API requests. Events are generated
-before the timed loop. Used by `make bench`; run alone with
+machine meanwhile, as in production; the plain rates then run once more after it stopped,
+to show what the other busy process costs. At the highest rate the slowest calls are
+explained (`bench/emit_tails.py`: garbage collection, descheduled by the OS, or own code),
+with and without the indexer. `bench/emit_cost.py` gives the CPU per event of validation and
+serialization, fast path against the models. The same run times the synchronous OpenSearch
+single-document index call the old system made inside its API requests. Events are
+generated before the timed loop, and each run uses the garbage-collector settings
+docs/producers.md recommends (`recommended_gc`); the slow calls are also explained once
+with CPython's defaults. Used by `make bench`; run alone with
 
     python -m bench.emit_latency --bootstrap 127.0.0.1:9092 --opensearch-url http://127.0.0.1:9200 \
         [--postgres-dsn postgresql://...]   # adds the indexer
@@ -25,12 +31,14 @@ import json
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 from opensearchpy import OpenSearch
 
+from bench.emit_cost import measure_call_cost
+from bench.emit_tails import explain_slow_calls
 from bench.indexer_proc import indexer_env, spawn
 from stream_indexer.app.migrate import migrate_up
 from stream_indexer.app.topics import ensure_topic
@@ -54,6 +62,8 @@ HOG_EVERY_S = 1.0
 #: the issue's targets: caller-side p99 and p99.9 in ms, with or without a busy loop
 TARGET_CALLER_P99_MS = 0.1
 TARGET_CALLER_P999_MS = 1.0
+#: the full-collection threshold docs/producers.md recommends (CPython's default: 10)
+GC_GEN2_THRESHOLD = 100
 
 
 def _ms(seconds: float) -> float:
@@ -110,14 +120,26 @@ def verdicts(runs: dict[str, dict[str, Any]]) -> list[str]:
         busy = "busy" in name  # the p99.9 target is for the plain runs only
         ok = r["caller_p99_ms"] < TARGET_CALLER_P99_MS
         ok = ok and (busy or r["caller_p999_ms"] < TARGET_CALLER_P999_MS)
+        # the targets hold with an indexer running: without one it is a comparison
+        verdict = "info" if "no indexer" in name else "PASS" if ok else "MISS"
         p999_target = "no target" if busy else f"< {TARGET_CALLER_P999_MS}"
         lines.append(
-            f"{'PASS' if ok else 'MISS'} {name}: caller p99 {r['caller_p99_ms']} ms "
+            f"{verdict} {name}: caller p99 {r['caller_p99_ms']} ms "
             f"(< {TARGET_CALLER_P99_MS}), p99.9 {r['caller_p999_ms']} ms ({p999_target}); "
             f"ack p99 {r['ack_p99_ms']} ms; {r['achieved_rate']:,.0f} of "
-            f"{r['requested_rate']:,}/s"
+            f"{r['requested_rate']:,}/s; {r['rejected']} rejected, "
+            f"{r['undelivered']} undelivered"
         )
     return lines
+
+
+def cost_line(cost: dict[str, Any]) -> str:
+    return (
+        f"info validate + serialize, CPU per event: fast path {cost['warm_fast_p50_us']} us "
+        f"warm / {cost['cold_fast_p50_us']} us cold, models {cost['warm_models_p50_us']} / "
+        f"{cost['cold_models_p50_us']} us (fast / models: {cost['warm_fast_over_models_p50']} "
+        f"warm, {cost['cold_fast_over_models_p50']} cold; medians)"
+    )
 
 
 @contextlib.asynccontextmanager
@@ -168,44 +190,99 @@ async def measure_emit_latency(
     )
     generator = EventGenerator(INDEX_ONLY, seed=42)
     runs: dict[str, dict[str, Any]] = {}
-    async with (
-        indexer_alongside(endpoints, topic) as with_indexer,
-        ListingEventProducer(settings) as producer,
-    ):
+    tails: dict[str, dict[str, Any]] = {}
+    cost = await measure_call_cost(generator)  # before the indexer starts
+    async with ListingEventProducer(settings) as producer:
         await run_load(producer, generator.take(WARMUP_EVENTS), rate=None)
-        for busy in (False, True):
+        async with indexer_alongside(endpoints, topic) as with_indexer:
+            for busy in (False, True):
+                for rate in rates:
+                    name = f"{rate}/s{' busy loop' if busy else ''}"
+                    runs[name] = await _timed_run(producer, generator, rate, seconds, busy=busy)
+            for rate in rates:  # the queue alone: events validated and serialized beforehand
+                ops = prevalidated(generator.take(int(rate * seconds)))
+                runs[f"{rate}/s enqueue only"] = await _timed_run(producer, ops, rate, seconds)
+            label = "indexer running" if with_indexer else "no indexer"
+            tails[label] = await _tails(producer, generator, max(rates), seconds)
+            tails[f"{label}, default GC"] = await _tails(
+                producer, generator, max(rates), seconds, default_gc=True
+            )
+        if with_indexer:  # the same load with the machine's other busy process gone
             for rate in rates:
-                ops = generator.take(int(rate * seconds))
-                gc.collect()
-                gc.freeze()  # the pre-generated events are not what we measure: keep GC off them
-                stop = asyncio.Event()
-                hog = asyncio.create_task(hog_the_loop(stop)) if busy else None
-                report = await run_load(producer, ops, rate=rate)
-                stop.set()
-                if hog is not None:
-                    await hog
-                del ops
-                gc.unfreeze()
-                runs[f"{rate}/s{' busy loop' if busy else ''}"] = figures(report, rate)
-        for rate in rates:  # the queue alone: events validated and serialized beforehand
-            ops = prevalidated(generator.take(int(rate * seconds)))
-            gc.collect()
-            gc.freeze()
-            report = await run_load(producer, ops, rate=rate)
-            del ops
-            gc.unfreeze()
-            runs[f"{rate}/s enqueue only"] = figures(report, rate)
+                runs[f"{rate}/s no indexer"] = await _timed_run(producer, generator, rate, seconds)
+            tails["no indexer"] = await _tails(producer, generator, max(rates), seconds)
     return {
         "topic": topic,
         "seconds_per_run": seconds,
         "indexer_running": with_indexer,
         "busy_loop": f"{HOG_MS} ms every {HOG_EVERY_S:g} s",
         "emit_index_nowait": runs,
-        "targets": verdicts(runs),
+        "targets": [*verdicts(runs), cost_line(cost)],
+        "caller_cpu_per_event": cost,
+        "slow_calls_at_max_rate": tails,
         "opensearch_sync_index": _opensearch_index_latency(
             opensearch_url, generator, opensearch_calls
         ),
     }
+
+
+async def _timed_run(
+    producer: ListingEventProducer,
+    source: EventGenerator | list[Op],
+    rate: int,
+    seconds: float,
+    *,
+    busy: bool = False,
+) -> dict[str, Any]:
+    """One paced run (`source`: a generator to take from, or ready-made operations)."""
+    ops = source.take(int(rate * seconds)) if isinstance(source, EventGenerator) else source
+    stop = asyncio.Event()
+    hog = asyncio.create_task(hog_the_loop(stop)) if busy else None
+    try:
+        with recommended_gc():  # also keeps the pre-generated events out of the collector's view
+            report = await run_load(producer, ops, rate=rate)
+    finally:
+        stop.set()
+        if hog is not None:
+            await hog
+        del ops
+    return figures(report, rate)
+
+
+async def _tails(
+    producer: ListingEventProducer,
+    generator: EventGenerator,
+    rate: int,
+    seconds: float,
+    *,
+    default_gc: bool = False,
+) -> dict[str, Any]:
+    ops = generator.take(int(rate * seconds))
+    gc.collect()
+    if default_gc:  # only the pre-generated events are frozen, thresholds as CPython's
+        gc.freeze()
+        try:
+            return await explain_slow_calls(producer, ops, rate)
+        finally:
+            del ops
+            gc.unfreeze()
+    with recommended_gc():
+        return await explain_slow_calls(producer, ops, rate)
+
+
+@contextlib.contextmanager
+def recommended_gc() -> Iterator[None]:
+    """docs/producers.md's advice for a process that emits a lot, undone afterwards: the heap
+    frozen out of full collections, which run every 100 middle-generation sweeps, not 10."""
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(thresholds[0], thresholds[1], GC_GEN2_THRESHOLD)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def _opensearch_index_latency(url: str, generator: EventGenerator, calls: int) -> dict[str, Any]:

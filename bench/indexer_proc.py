@@ -48,6 +48,12 @@ class Sample:
     consumed: float = 0.0
     finished: float = 0.0
     documents: float = 0.0
+    #: bulk requests answered, the in-flight limit and requests in flight (gauges)
+    requests: float = 0.0
+    limit: float = 0.0
+    in_flight: float = 0.0
+    #: freshness histogram: upper bound -> cumulative count
+    freshness: dict[float, float] = field(default_factory=dict)
     committed: dict[int, int] = field(default_factory=dict)
     cpu_s: float = 0.0
     rss_kib: int = 0
@@ -109,6 +115,26 @@ def parse_metrics(text: str, sample: Sample) -> None:
             sample.finished += float(line.rsplit(" ", 1)[1])
         elif line.startswith("stream_indexer_bulk_size_items_sum "):
             sample.documents = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("stream_indexer_bulk_size_items_count "):
+            sample.requests = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("stream_indexer_bulk_concurrency_limit "):
+            sample.limit = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("stream_indexer_bulk_in_flight "):
+            sample.in_flight = float(line.rsplit(" ", 1)[1])
+        elif line.startswith('stream_indexer_freshness_seconds_bucket{le="'):
+            bound = line.split('"', 2)[1]
+            sample.freshness[float(bound)] = float(line.rsplit(" ", 1)[1])
+
+
+def quantile(buckets: dict[float, float], q: float) -> float | None:
+    """The upper bound of the histogram bucket holding quantile `q` (None: no observations)."""
+    total = buckets.get(float("inf"), 0.0)
+    if not total:
+        return None
+    for bound in sorted(buckets):
+        if buckets[bound] >= q * total:
+            return bound
+    return None
 
 
 class OffsetReader:
@@ -176,6 +202,8 @@ async def run_indexer(
     timeout_s: float = 1800.0,
     profile_out: Path | None = None,
     extra_env: dict[str, str] | None = None,
+    timeline: list[dict[str, float]] | None = None,
+    fetching: asyncio.Event | None = None,
 ) -> dict[str, Any]:
     """Run the indexer over `topic`'s backlog until it has committed all of it (or, with
     `time_limit_s`, until that long after its first fetch, or with `stop_after_records`,
@@ -183,7 +211,9 @@ async def run_indexer(
 
     Progress comes from the broker (committed offsets, every 0.1 s) and /proc; /metrics is
     scraped every 0.1 s only until the first fetch, then once a second (rendering the
-    metrics costs the indexer CPU, which is what is being measured).
+    metrics costs the indexer CPU, which is what is being measured). With `timeline`, each
+    scrape after the first fetch appends the figures request shaping is judged by;
+    `fetching` is set at the first fetch.
     """
     port = free_port()
     metrics_url = f"http://127.0.0.1:{port}/metrics"
@@ -216,8 +246,12 @@ async def run_indexer(
                     if sample.consumed == 0:
                         continue
                     first = sample
+                    if fetching is not None:
+                        fetching.set()
                 sample.committed = await offsets.read()
                 last = sample
+                if timeline is not None and counters is sample:
+                    timeline.append(_point(sample, first))
                 if all(sample.committed.get(p, -1) >= end for p, end in topic.ends.items()):
                     stopped_by = "caught up"
                     break
@@ -232,6 +266,8 @@ async def run_indexer(
             if await scrape(http, metrics_url, final):
                 last.consumed, last.finished = final.consumed, final.finished
                 last.documents = final.documents
+                last.requests = final.requests
+                last.freshness = final.freshness
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -256,6 +292,17 @@ async def run_indexer(
         if summary is not None:
             result["profile"] = summary
     return result
+
+
+def _point(sample: Sample, first: Sample) -> dict[str, float]:
+    return {
+        "t": round(sample.at - first.at, 3),
+        "committed": float(sum(sample.committed.values())),
+        "documents": sample.documents,
+        "requests": sample.requests,
+        "limit": sample.limit,
+        "in_flight": sample.in_flight,
+    }
 
 
 async def _wait_exit(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
@@ -293,6 +340,7 @@ def _summary(
         "events_per_s": round(sum(last.committed.values()) / window, 1),
         # documents sent in bulk requests (coalescing sends fewer than records)
         "documents_sent": int(last.documents),
+        "bulk_requests": int(last.requests),
         "cpu_user_s": round(usage.ru_utime, 3),
         "cpu_sys_s": round(usage.ru_stime, 3),
         "cpu_us_per_event": round(cpu_total * 1e6 / max(1, done), 2),
@@ -302,6 +350,8 @@ def _summary(
             / max(1, sum(last.committed.values()) - sum(first.committed.values())),
             2,
         ),
+        "freshness_p99_s": quantile(last.freshness, 0.99),
+        "freshness_p50_s": quantile(last.freshness, 0.5),
         "max_rss_mib": round(peak_rss_kib / 1024, 1),
         "rss_at_stop_mib": round(last.rss_kib / 1024, 1),
         # includes this parent's RSS at fork time (see the module docstring)

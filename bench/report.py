@@ -214,6 +214,8 @@ def render(report: dict[str, Any]) -> str:
                 f"  batch {g['batch_size']:>5} x {g['in_flight']} in flight: "
                 f"{_n(g['events_per_s']):>10}  ({g['seconds']} s)"
             )
+    lines += _cost_grid_lines(r.get("cost_grid"))
+    lines += _shaping_lines(r.get("shaping"))
     profile = e2e.get("profile")
     if profile:
         lines += [
@@ -244,6 +246,63 @@ def render(report: dict[str, Any]) -> str:
         f"Python {m['python']}; servers: {servers}",
     ]
     return "\n".join(lines)
+
+
+def _cost_grid_lines(grid: dict[str, Any] | None) -> list[str]:
+    """The sink's cost grid (bench/cost_grid.py), one line per point, per workload."""
+    if not grid:
+        return []
+    lines = ["", "the sink's cost grid (osmem, a fresh process per point):"]
+    for name, workload in grid.items():
+        lines.append(
+            f"  {name}: {_n(workload['events'])} events over {_n(workload['listings'])} listings"
+        )
+        for p in workload["points"]:
+            shape = (
+                f"{p['order']:<9} {'meta' if p['metadata'] else 'no-meta':<7} "
+                f"{'coalesced' if p['coalesced'] else 'every-event':<11} "
+                f"{p['batch']:>5} x {p['in_flight']}"
+            )
+            lines.append(
+                f"    {shape}: {_n(p['events_per_s']):>7} events/s, {_n(p['documents']):>6} "
+                f"docs, {_n(p['docs_per_s']):>6} docs/s, {p['body_mib']} MiB/request"
+            )
+        ref = workload.get("best_partition_order")
+        if ref:
+            lines.append(
+                f"    best every-event point in partition order: {_n(ref['events_per_s'])} "
+                f"events/s (batch {ref['batch']} x {ref['in_flight']})"
+            )
+    return lines
+
+
+def _shaping_lines(shaping: dict[str, Any] | None) -> list[str]:
+    """Fixed vs adaptive concurrency end to end, against the grid's best (bench/shaping.py)."""
+    if not shaping:
+        return []
+    lines = ["", "request shaping, end to end on a fresh osmem (fixed vs adaptive concurrency):"]
+    for name, workload in shaping["workloads"].items():
+        best = workload.get("grid_best")
+        for mode, run in workload["runs"].items():
+            ratio = workload.get(f"{mode}_vs_grid")
+            versus = (
+                f", {_n(ratio, 2)}x the grid's best ({_n(best['events_per_s'])})" if best else ""
+            )
+            requests = run.get("bulk_requests")
+            lines.append(
+                f"  {name:<15} {mode:<8} {_n(run['events_per_s']):>7} events/s{versus}; "
+                f"{_n(run['documents_sent'])} docs in {_n(requests)} requests, CPU "
+                f"{_n(run['cpu_window_us_per_event'], 1)} µs/event"
+            )
+    live = shaping.get("live")
+    if live:
+        for mode, run in live["runs"].items():
+            lines.append(
+                f"  live {live['rate']} events/s, {mode:<8}: freshness p50 <= "
+                f"{run['freshness_p50_s']} s, p99 <= {run['freshness_p99_s']} s"
+            )
+    lines.append(f"  plot: {shaping.get('plot')}")
+    return lines
 
 
 def _flatten(data: Any, prefix: str = "") -> list[str]:

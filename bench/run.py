@@ -1,8 +1,10 @@
 """Benchmark entry point (`make bench`, `python -m bench.run [--quick] [--events N]`).
 
 One run on a fresh embedded stack, in this order: produce the backlog, consume ceiling,
-bulk ceiling, the reindex backfill against the bulk ceiling of its own rows, stream-indexer
-end to end (child process), the indexer and the per-partition
+bulk ceiling, the reindex backfill against the bulk ceiling of its own rows, the sink's cost
+grid (fresh osmem processes), fixed vs adaptive request concurrency on the grid's documents
+(bench/shaping.py, with a plot), stream-indexer end to end (child process), the indexer and
+the per-partition
 bulk baseline against a zero-cost sink, the naive and old-design baselines, the memory
 bound (two more indexer runs), and the producer emit latency when bench/emit_latency.py
 is present. Prints a table with the ratios against their targets and
@@ -19,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import baselines, ceilings, osadmin, reindex_step, report
+from bench import baselines, ceilings, cost_grid, osadmin, reindex_step, report, shaping
 from bench.indexer_proc import run_indexer
 from bench.workload import make_plan, produce_backlog, run_id, writes_for
 from bench.zero_cost import zero_cost
@@ -31,7 +33,18 @@ RESULTS = Path(__file__).resolve().parent / "results"
 #: documents every 1,000-document bulk takes seconds (docs/performance.md). The default
 #: keeps the index under that cliff; `--listings 50000` is the issue's original workload.
 LISTINGS = 5_000
-STEPS = ("consume", "bulk", "reindex", "e2e", "zero_cost", "baselines", "memory", "emit")
+STEPS = (
+    "consume",
+    "bulk",
+    "reindex",
+    "cost_grid",
+    "shaping",
+    "e2e",
+    "zero_cost",
+    "baselines",
+    "memory",
+    "emit",
+)
 
 
 @dataclass(frozen=True)
@@ -169,6 +182,28 @@ async def run_all(cfg: Config, endpoints: StackEndpoints, logs: Path) -> dict[st
         step(f"reindex backfill of {len(plan.live_listings):,} source rows, and its ceiling")
         results["reindex"] = await reindex_step.reindex_backfill(
             endpoints, plan, rid=rid, logs=logs
+        )
+    if "cost_grid" not in cfg.skip:
+        step("the sink's cost grid (a fresh osmem process per point)")
+        results["cost_grid"] = await cost_grid.cost_grid(
+            quick=cfg.mode == "quick",
+            partitions=cfg.partitions,
+            seed=cfg.seed,
+            logs=logs,
+            progress=step,
+        )
+    if "shaping" not in cfg.skip:
+        results["shaping"] = await shaping.shaping(
+            endpoints,
+            rid=rid,
+            quick=cfg.mode == "quick",
+            partitions=cfg.partitions,
+            seed=cfg.seed,
+            logs=logs,
+            output_dir=cfg.output.parent,
+            grid=results.get("cost_grid"),
+            extra_env=cfg.indexer_env,
+            progress=step,
         )
     if "e2e" not in cfg.skip:
         step(f"stream-indexer end to end over {main_topic.records:,} records")

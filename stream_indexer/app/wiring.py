@@ -35,6 +35,7 @@ from stream_indexer.lifecycle import Lifecycle
 from stream_indexer.observability.metrics import Metrics
 from stream_indexer.opensearch.assembler import BulkAssembler
 from stream_indexer.opensearch.circuit import CircuitBreaker
+from stream_indexer.opensearch.concurrency import ConcurrencyController
 from stream_indexer.opensearch.sink import OpenSearchSink
 from stream_indexer.opensearch.writer import BulkWriter
 from stream_indexer.pipeline.hydrate import SourceLoader
@@ -70,6 +71,11 @@ class Wiring(Lifecycle):
             max_in_flight=opensearch.max_in_flight_bulks,
             max_docs=opensearch.bulk_max_docs,
             max_bytes=opensearch.bulk_max_bytes,
+            controller=(
+                ConcurrencyController(min_limit=1, max_limit=opensearch.max_in_flight_bulks)
+                if opensearch.adaptive_concurrency
+                else None
+            ),
         )
         retry = settings.retry
         self.circuit = CircuitBreaker(

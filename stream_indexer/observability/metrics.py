@@ -103,6 +103,11 @@ class Metrics:
             "_bulk requests currently in flight.",
             registry=r,
         )
+        self.bulk_concurrency_limit = Gauge(
+            "stream_indexer_bulk_concurrency_limit",
+            "_bulk requests that may be in flight now (learned when adaptive concurrency is on).",
+            registry=r,
+        )
         self.bulk_item_errors = Counter(
             "stream_indexer_bulk_item_errors",
             "Bulk items that failed, by OpenSearch error type.",

@@ -7,6 +7,10 @@ OpenSearch indexes fastest, and a partition never waits for another to fill a ba
 lone batch is sent at once when a slot is free. Results are split back per submission,
 item by item, so each partition's retry and commit logic stays its own.
 
+How many requests may be in flight is `max_in_flight`, or, with a `ConcurrencyController`
+(`OPENSEARCH__ADAPTIVE_CONCURRENCY`), the limit it learns from each request's latency and
+back pressure, within 1..`max_in_flight`.
+
 After an outage, requests sent before a probe that has since answered are stuck on dead
 connections (a blackholed sink): `abandon_stuck` fails them as sink-unavailable so their
 writes are re-sent now, instead of holding their slots until the request timeout.
@@ -18,11 +22,18 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from stream_indexer.errors import SinkRequestAbandonedError
 from stream_indexer.lifecycle import Lifecycle
 from stream_indexer.observability.metrics import Metrics
-from stream_indexer.opensearch.bulk import ItemResult, PendingWrite, build_body, parse_items
+from stream_indexer.opensearch.bulk import (
+    ItemResult,
+    PendingWrite,
+    build_body,
+    parse_items,
+)
+from stream_indexer.opensearch.concurrency import ConcurrencyController
 from stream_indexer.opensearch.sink import OpenSearchSink
 
 
@@ -44,10 +55,14 @@ class BulkAssembler(Lifecycle):
         max_in_flight: int,
         max_docs: int,
         max_bytes: int,
+        controller: ConcurrencyController | None = None,
     ) -> None:
         self._sink = sink
         self._metrics = metrics
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
+        self._controller = controller
+        #: requests sent and not yet answered (their slots are taken)
+        self._in_flight = 0
         self._max_docs = max_docs
         self._max_bytes = max_bytes
         self._queue: deque[_Submission] = deque()
@@ -55,6 +70,12 @@ class BulkAssembler(Lifecycle):
         self._task: asyncio.Task[None] | None = None
         #: requests in flight: when each was sent and the submissions it carries
         self._requests: dict[asyncio.Task[None], tuple[float, list[_Submission]]] = {}
+        metrics.bulk_concurrency_limit.set(self.limit)
+
+    @property
+    def limit(self) -> int:
+        """Requests that may be in flight now."""
+        return self._controller.limit if self._controller is not None else self._max_in_flight
 
     async def _start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="bulk-assembler")
@@ -83,22 +104,25 @@ class BulkAssembler(Lifecycle):
 
     async def _run(self) -> None:
         while True:
-            while not self._ready_to_send():
+            while not (self._in_flight < self.limit and self._ready_to_send()):
                 self._wake.clear()
                 await self._wake.wait()
             # one turn of the event loop: workers that are ready right now reach send()
             # and join this request instead of trailing it in the next one
             await asyncio.sleep(0)
-            await self._slots.acquire()
             group = self._take_group()
             if not group:
-                self._slots.release()
                 continue
+            self._in_flight += 1
+            if self._controller is not None:
+                self._controller.sent(self._in_flight)
             request = asyncio.create_task(self._flush(group))
             self._requests[request] = (time.monotonic(), group)
             request.add_done_callback(self._request_done)
 
     def _request_done(self, request: asyncio.Task[None]) -> None:
+        # here, not in `_flush`: a request cancelled before it ran never reaches its finally
+        self._in_flight -= 1
         self._requests.pop(request, None)
         self._wake.set()
 
@@ -156,18 +180,44 @@ class BulkAssembler(Lifecycle):
             body = group[0].body if len(group) == 1 else b"".join(s.body for s in group)
             response = await self._sink.bulk(body, count)
         except Exception as exc:
+            self._adapt(None, count, None)
             for submission in group:
                 if not submission.future.done():
                     submission.future.set_exception(exc)
             return
         finally:
             metrics.bulk_in_flight.dec()
-            self._slots.release()
-        metrics.bulk_duration.observe(time.perf_counter() - began)
+        seconds = time.perf_counter() - began
+        metrics.bulk_duration.observe(seconds)
         metrics.bulk_size.observe(count)
         results = parse_items(response, count)
+        self._adapt(seconds, count, response)
         start = 0
         for submission in group:
             if not submission.future.done():
                 submission.future.set_result(results[start : start + submission.count])
             start += submission.count
+
+    def _adapt(self, seconds: float | None, count: int, response: dict[str, Any] | None) -> None:
+        """Tell the controller how the request went (None: it failed as a whole)."""
+        controller = self._controller
+        if controller is None:
+            return
+        now = time.monotonic()
+        if seconds is None or response is None:
+            controller.failed(now)
+        else:
+            # only an answer with `errors: true` can carry items refused for load
+            back_pressure = bool(response.get("errors")) and _overloaded(response)
+            controller.answered(seconds, count, now, back_pressure=back_pressure)
+        self._metrics.bulk_concurrency_limit.set(controller.limit)
+
+
+def _overloaded(response: dict[str, Any]) -> bool:
+    """Some item was refused for load (429, 5xx): what makes a request back pressure."""
+    for item in response.get("items") or ():
+        body = next(iter(item.values()), None) if isinstance(item, dict) else None
+        status = body.get("status") if isinstance(body, dict) else None
+        if type(status) is int and (status == 429 or status >= 500):
+            return True
+    return False

@@ -41,7 +41,9 @@ def versioned_write(
     else:
         document["version"] = version
         document["indexed_at"] = indexed_at
-        document["event_id"] = str(event_id)
+        # the UUID itself: orjson writes it in the same canonical form `str()` gives, at a
+        # fraction of the cost (`UUID.__str__` was ~1 µs per document on the hot path)
+        document["event_id"] = event_id
     return PendingWrite(listing_id, version, document, context)
 
 

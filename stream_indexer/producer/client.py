@@ -33,6 +33,7 @@ from stream_indexer.errors import (
     ProducerClosedError,
     ProducerDeliveryError,
 )
+from stream_indexer.event_dicts import EventDict, encode_event_dict
 from stream_indexer.kafka_clients import ProducerPurpose, create_producer
 from stream_indexer.lifecycle import Lifecycle
 from stream_indexer.models import Listing, ListingEvent
@@ -44,19 +45,20 @@ from stream_indexer.producer.delivery import (
     Settlement,
 )
 from stream_indexer.producer.events import (
-    delete_event,
+    delete_event_dict,
     encode_key,
-    encode_value,
-    index_event,
-    validate_event,
+    index_event_dict,
+    validate_event_dict,
 )
 from stream_indexer.producer.handoff import Admission, HandOff
 from stream_indexer.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: events the sender hands to aiokafka before it lets other tasks run
-SEND_SLICE = 1000
+#: longest the sender holds the event loop with a backlog before other tasks run (seconds)
+SEND_SLICE_S = 0.001
+#: events between two looks at the clock
+SEND_CHECK_EVERY = 32
 
 
 class ListingEventProducer(Lifecycle):
@@ -166,8 +168,8 @@ class ListingEventProducer(Lifecycle):
         It never awaits and never waits for room: a full queue sends the event to the outbox,
         or raises `ProducerBackpressureError` immediately.
         """
-        ev = validate_event(event)
-        return self._submit_local(ev, encode_key(ev.listing_id), encode_value(ev), headers)
+        ev = validate_event_dict(event)
+        return self._submit_local(ev, headers)
 
     def emit_index_nowait(
         self,
@@ -180,8 +182,10 @@ class ListingEventProducer(Lifecycle):
         headers: Headers | None = None,
     ) -> asyncio.Future[DeliveryResult]:
         """`emit_nowait` of an `index` event for `listing` at `version`."""
-        ev = index_event(listing, version, occurred_at=occurred_at, event_id=event_id, thin=thin)
-        return self._submit_local(ev, encode_key(ev.listing_id), encode_value(ev), headers)
+        ev = index_event_dict(
+            listing, version, occurred_at=occurred_at, event_id=event_id, thin=thin
+        )
+        return self._submit_local(ev, headers)
 
     def emit_delete_nowait(
         self,
@@ -193,14 +197,14 @@ class ListingEventProducer(Lifecycle):
         headers: Headers | None = None,
     ) -> asyncio.Future[DeliveryResult]:
         """`emit_nowait` of a `delete` event; `version` must be above the last index version."""
-        ev = delete_event(listing_id, version, occurred_at=occurred_at, event_id=event_id)
-        return self._submit_local(ev, encode_key(ev.listing_id), encode_value(ev), headers)
+        ev = delete_event_dict(listing_id, version, occurred_at=occurred_at, event_id=event_id)
+        return self._submit_local(ev, headers)
 
     def send_raw_nowait(
         self, key: bytes | None, value: bytes, *, topic: str | None = None
     ) -> asyncio.Future[DeliveryResult]:
         """Queue bytes without validation (the outbox relay, load generation, poison tests)."""
-        return self._submit_local(None, key, value, None, topic)
+        return self._submit_raw(key, value, topic or self.topic)
 
     def emit_threadsafe(
         self, event: ListingEvent | Mapping[str, Any], *, headers: Headers | None = None
@@ -211,13 +215,18 @@ class ListingEventProducer(Lifecycle):
         the monotonic clock inside this call (not on the loop thread, where nothing could free
         room), then sends the event to the outbox or raises `ProducerBackpressureError`.
         """
-        ev = validate_event(event)
+        return self._submit_threadsafe(validate_event_dict(event), headers)
+
+    def _submit_threadsafe(
+        self, event: EventDict, headers: Headers | None = None
+    ) -> concurrent.futures.Future[DeliveryResult]:
+        """`emit_threadsafe` of an event already validated into its dict form (by
+        `producer.events.*_event_dict`): the sync facade's path."""
         result: concurrent.futures.Future[DeliveryResult] = concurrent.futures.Future()
         deadline = None if self._on_loop_thread() else time.monotonic() + self._emit_timeout
-        pending = Pending(
-            ev, encode_key(ev.listing_id), encode_value(ev), headers, self.topic, result
-        )
-        self._submit(pending, deadline)
+        key = encode_key(event["listing_id"])
+        value = encode_event_dict(event)
+        self._submit(Pending(event, key, value, headers, self.topic, result), deadline)
         return result
 
     # -- async wrappers (they never yield to the loop) -------------------------------------
@@ -279,22 +288,29 @@ class ListingEventProducer(Lifecycle):
         return threading.get_ident() == self._loop_thread
 
     def _submit_local(
-        self,
-        event: ListingEvent | None,
-        key: bytes | None,
-        value: bytes,
-        headers: Headers | None,
-        topic: str | None = None,
+        self, event: EventDict, headers: Headers | None
     ) -> asyncio.Future[DeliveryResult]:
+        key = encode_key(event["listing_id"])
+        value = encode_event_dict(event)
+        result = self._local_future()
+        self._submit(Pending(event, key, value, headers, self.topic, result), None)
+        return result
+
+    def _submit_raw(
+        self, key: bytes | None, value: bytes, topic: str
+    ) -> asyncio.Future[DeliveryResult]:
+        result = self._local_future()
+        self._submit(Pending(None, key, value, None, topic, result), None)
+        return result
+
+    def _local_future(self) -> asyncio.Future[DeliveryResult]:
         if self._loop is None or not self.running:
             raise ProducerClosedError("the producer is not running (call start() first)")
         if not self._on_loop_thread():
             raise RuntimeError(
                 "emit_nowait runs on the producer's event loop thread; use emit_threadsafe"
             )
-        result: asyncio.Future[DeliveryResult] = self._loop.create_future()
-        self._submit(Pending(event, key, value, headers, topic or self.topic, result), None)
-        return result
+        return self._loop.create_future()
 
     def _submit(self, pending: Pending, deadline: float | None) -> None:
         """Queue `pending` (waiting for room until `deadline` if given) or fail the call."""
@@ -341,7 +357,11 @@ class ListingEventProducer(Lifecycle):
             if not batch:
                 await self._wakeup.wait()
                 continue
+            slice_end = time.perf_counter() + SEND_SLICE_S
             for n, pending in enumerate(batch, start=1):
+                if n % SEND_CHECK_EVERY == 0 and time.perf_counter() >= slice_end:
+                    await asyncio.sleep(0)  # a long backlog must not hold the loop
+                    slice_end = time.perf_counter() + SEND_SLICE_S
                 if pending.settled or pending.settling:
                     continue  # expired while queued
                 try:
@@ -352,8 +372,6 @@ class ListingEventProducer(Lifecycle):
                     self._settlement.fall_back(pending, repr(exc))
                     continue
                 delivery.add_done_callback(functools.partial(self._settlement.on_delivery, pending))
-                if n % SEND_SLICE == 0:
-                    await asyncio.sleep(0)  # a long backlog must not hold the loop
 
 
 __all__ = [

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from stream_indexer.models import ListingEvent
+from stream_indexer.event_dicts import EventDict
 from stream_indexer.producer.handoff import HandOff
 
 log = logging.getLogger(__name__)
@@ -81,16 +81,19 @@ class Pending:
 
     def __init__(
         self,
-        event: ListingEvent | None,
+        event: EventDict | None,
         key: bytes | None,
         value: bytes,
         headers: Headers | None,
         topic: str,
         result: Waiter,
     ) -> None:
-        self.event_id = event.event_id if event is not None else None
-        self.listing_id = event.listing_id if event is not None else None
-        self.version = event.version if event is not None else None
+        if event is None:  # raw bytes
+            self.event_id = self.listing_id = self.version = None
+        else:
+            self.event_id = event["event_id"]
+            self.listing_id = event["listing_id"]
+            self.version = event["version"]
         self.key = key
         self.value = value
         self.headers = list(headers) if headers else None
@@ -194,6 +197,12 @@ class Settlement:
                         target.exception()  # logged and kept for flush(): mark as seen
                 else:
                     target.set_result(outcome)
+        # drop settled events from the head at once rather than at the watchdog's next turn
+        # (up to a second): held that long, they outlive the young GC generation, and every
+        # event then costs the older generations' collections (run in some caller's emit)
+        accepted = self.handoff.accepted
+        while accepted and accepted[0].settled:
+            accepted.popleft()
         if self.handoff.settle() == 0:
             self.all_settled.set()
 

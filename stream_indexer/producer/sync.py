@@ -23,7 +23,7 @@ import asyncpg
 from stream_indexer.errors import ProducerClosedError
 from stream_indexer.models import Listing, ListingEvent
 from stream_indexer.producer.client import DeliveryResult, ListingEventProducer
-from stream_indexer.producer.events import delete_event, index_event
+from stream_indexer.producer.events import delete_event_dict, index_event_dict
 from stream_indexer.producer.outbox import PoolOutbox
 from stream_indexer.settings import Settings
 
@@ -115,8 +115,10 @@ class SyncListingEventProducer:
     ) -> Delivery:
         """`emit` of an `index` event (see `ListingEventProducer.emit_index_nowait`)."""
         producer = self._running()
-        ev = index_event(listing, version, occurred_at=occurred_at, event_id=event_id, thin=thin)
-        return producer.emit_threadsafe(ev)
+        ev = index_event_dict(
+            listing, version, occurred_at=occurred_at, event_id=event_id, thin=thin
+        )
+        return producer._submit_threadsafe(ev)
 
     def emit_delete(
         self,
@@ -128,8 +130,8 @@ class SyncListingEventProducer:
     ) -> Delivery:
         """`emit` of a `delete` event (see `ListingEventProducer.emit_delete_nowait`)."""
         producer = self._running()
-        ev = delete_event(listing_id, version, occurred_at=occurred_at, event_id=event_id)
-        return producer.emit_threadsafe(ev)
+        ev = delete_event_dict(listing_id, version, occurred_at=occurred_at, event_id=event_id)
+        return producer._submit_threadsafe(ev)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait for every delivery result; raises `ProducerDeliveryError` if any failed."""

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -281,20 +282,12 @@ async def _catch_up_and_cut_over(
 ) -> None:
     store, reporter = session.store, session.reporter
     reporter.set_phase(current.phase)
-    probe = await session.start_probe()
-
-    async def on_lag(caught: int, live: int) -> None:
-        reporter.lags(caught, live)
-        await store.update(current, catchup_lag=caught)
-        await session.check_not_aborted(current)
-
-    catch = CatchUp(
-        session.settings,
-        session.metrics,
-        probe,
+    catch, on_lag = await replay_into(
+        session,
+        current,
         group_id=catchup_group(session.live_group, current.id),
         target_index=current.new_index,
-        mappings_differ=await mappings_differ(session, current.old_index, current.new_index),
+        other_index=current.old_index,
     )
     async with catch:
         if current.phase == "catchup":
@@ -318,6 +311,35 @@ async def _catch_up_and_cut_over(
     reporter.set_phase("done")
 
 
+async def replay_into(
+    session: Session,
+    current: ReindexRun,
+    *,
+    group_id: str,
+    target_index: str,
+    other_index: str | None,
+) -> tuple[CatchUp, Callable[[int, int], Awaitable[None]]]:
+    """A consumer group replaying the topic into `target_index` (the catch-up, or a
+    rollback's replay into the old index), and the lag callback that records its progress
+    on the run's row and stops it once the run is aborted."""
+    probe = await session.start_probe()
+
+    async def on_lag(caught: int, live: int) -> None:
+        session.reporter.lags(caught, live)
+        await session.store.update(current, catchup_lag=caught)
+        await session.check_not_aborted(current)
+
+    catch = CatchUp(
+        session.settings,
+        session.metrics,
+        probe,
+        group_id=group_id,
+        target_index=target_index,
+        mappings_differ=await mappings_differ(session, other_index, target_index),
+    )
+    return catch, on_lag
+
+
 async def grace(session: Session, catch: CatchUp, grace_s: float | None, on_lag: Any) -> None:
     """After a switch: keep replaying for the grace period and until past the watermarks."""
     ends = await session.probe.highwaters()
@@ -326,4 +348,12 @@ async def grace(session: Session, catch: CatchUp, grace_s: float | None, on_lag:
     await catch.until_past(ends, on_lag)
 
 
-__all__ = ["RunOptions", "catchup_group", "default_grace_s", "grace", "mappings_differ", "run"]
+__all__ = [
+    "RunOptions",
+    "catchup_group",
+    "default_grace_s",
+    "grace",
+    "mappings_differ",
+    "replay_into",
+    "run",
+]

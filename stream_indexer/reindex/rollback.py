@@ -15,9 +15,8 @@ import logging
 from datetime import UTC, datetime
 
 from stream_indexer.errors import ReindexError
-from stream_indexer.reindex.catchup import CatchUp
 from stream_indexer.reindex.offsets import commit_group_offsets
-from stream_indexer.reindex.operation import grace, mappings_differ
+from stream_indexer.reindex.operation import grace, replay_into
 from stream_indexer.reindex.session import Session
 from stream_indexer.reindex.state import ReindexRun, RunLock
 
@@ -58,20 +57,12 @@ async def rollback(session: Session, grace_s: float | None) -> ReindexRun:
         assert current.old_index is not None
         reporter = session.reporter
         reporter.set_phase("rolling_back")
-        probe = await session.start_probe()
-
-        async def on_lag(caught: int, live: int) -> None:
-            reporter.lags(caught, live)
-            await store.update(current, catchup_lag=caught)
-            await session.check_not_aborted(current)
-
-        catch = CatchUp(
-            settings,
-            session.metrics,
-            probe,
+        catch, on_lag = await replay_into(
+            session,
+            current,
             group_id=rollback_group(session.live_group, current.id),
             target_index=current.old_index,
-            mappings_differ=await mappings_differ(session, current.new_index, current.old_index),
+            other_index=current.new_index,
         )
         try:
             async with catch:

@@ -124,6 +124,9 @@ async def test_sync_facade_delivers(kafka_bootstrap: str, topic_factory) -> None
         with SyncListingEventProducer(settings) as producer:
             futures = [producer.emit_index(listing(i), 1) for i in range(1, 4)]
             futures.append(producer.emit_delete(1, 2))
+            with pytest.raises(InvalidEventError) as refused:  # the models' words, as async
+                producer.emit_index(listing(5, title=""), 1)
+            assert refused.value.fields == ["data.title"]
             producer.flush()
             return [f.result(timeout=30).listing_id or 0 for f in futures]
 

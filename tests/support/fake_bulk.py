@@ -21,6 +21,9 @@ Each bulk request consumes one step of the script:
 - a callable `(request_no, item_no, doc_id, action, source) -> spec` for every item.
 When the script runs out, `default` applies (normal processing unless set).
 
+`latency_per_item_s` makes every bulk answer that much later per item (a slow cluster,
+for tests of request shaping); 0 by default.
+
 "Normal processing" is an in-memory document store honouring `version_type` (`external_gte`,
 `external`, internal), so a stale version gets a real 409. A scripted 2xx stores the
 document as sent; a scripted error stores nothing.
@@ -136,6 +139,8 @@ class FakeBulk:
         self._seq = itertools.count()
         self._auto_ids = itertools.count(1)
         self._request_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        #: seconds each bulk answer is delayed per item it carries
+        self.latency_per_item_s = 0.0
         self._site = AiohttpSite("127.0.0.1", 0, shutdown_timeout=1.0)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -320,6 +325,8 @@ class FakeBulk:
             record = BulkRequest(url_index, [])
             return self._finish(record, _json(error_body(400, "parse_exception", str(exc)), 400))
         record = BulkRequest(url_index, items)
+        if self.latency_per_item_s:
+            await asyncio.sleep(self.latency_per_item_s * len(items))
         request_no = len(self.requests)
         step: Step | None
         if self._fail_all is not None:

@@ -7,7 +7,7 @@
     pipeline                       worker, decode, coalesce, hydrate, documents, offsets
     opensearch | dlq | producer    the sinks, and the producer side (siblings, independent)
     observability                  metrics, HTTP server, logging
-    core                           settings, errors, models, backoff, kafka_clients
+    core                           settings, errors, models, event_dicts, backoff, kafka_clients
 
 Every import counts, including ones inside functions. Siblings on one rank may not import
 each other, so that e.g. the DLQ stores never grow a dependency on the OpenSearch sink.
@@ -48,6 +48,7 @@ CORE_MODULES = {
     "addresses",
     "kafka_security",
     "tls",
+    "event_dicts",
 }
 #: The package root re-exports the public API and `__main__` runs the CLI: both sit on top.
 ENTRY_POINTS = {"stream_indexer", "stream_indexer.__main__"}

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+import orjson
 import pytest
 
 from stream_indexer.cli import build_parser
@@ -15,6 +16,7 @@ from stream_indexer.cli.options import settings_from_args
 from stream_indexer.dlq.humanize import format_age, parse_duration, parse_instant, show_bytes
 from stream_indexer.dlq.query import RowFilter
 from stream_indexer.models import Listing, ListingEvent
+from stream_indexer.opensearch.bulk import build_body
 from stream_indexer.pipeline.documents import pending_write
 from stream_indexer.repair.progress import Progress, render
 from stream_indexer.repair.replay import default_group_id
@@ -217,7 +219,8 @@ def test_event_write_builds_the_workers_document_or_tombstone() -> None:
     assert (write.listing_id, write.version, write.context) == (9, 4, "row")
     assert write.document["title"] == "Bike"
     assert write.document["version"] == 4 and write.document["indexed_at"] == "t"
-    assert write.document["event_id"] == str(uuid.UUID(int=1))
+    body = orjson.loads(build_body([write]).split(b"\n")[1])
+    assert body["event_id"] == str(uuid.UUID(int=1))  # as sent
     assert "deleted" not in write.document
 
     for event, known in ((_event("delete", None), None), (_event("index", None), None)):

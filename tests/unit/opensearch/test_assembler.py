@@ -13,6 +13,7 @@ from stream_indexer.errors import SinkRequestAbandonedError
 from stream_indexer.observability.metrics import Metrics
 from stream_indexer.opensearch.assembler import BulkAssembler
 from stream_indexer.opensearch.bulk import ItemOutcome, PendingWrite
+from stream_indexer.opensearch.concurrency import ConcurrencyController
 from stream_indexer.opensearch.sink import OpenSearchSink
 from stream_indexer.settings import load_settings
 
@@ -153,3 +154,35 @@ async def test_send_needs_a_started_assembler() -> None:
         pass
     with pytest.raises(RuntimeError, match="after stop"):
         await assembler.send(_writes(1))
+
+
+async def test_a_concurrency_controller_sets_the_slots_and_hears_every_answer() -> None:
+    sink = _GatedSink()
+    metrics = Metrics(CollectorRegistry())
+    controller = ConcurrencyController(min_limit=1, max_limit=4)  # starts at 1
+    assembler = BulkAssembler(
+        sink,  # type: ignore[arg-type]
+        metrics,
+        max_in_flight=4,
+        max_docs=4,
+        max_bytes=1 << 20,
+        controller=controller,
+    )
+    assert metrics.registry.get_sample_value("stream_indexer_bulk_concurrency_limit") == 1
+    await assembler.start()
+    try:
+        # three full requests' worth: a fixed limit of 4 would send them all at once
+        sends = [
+            asyncio.create_task(assembler.send(_writes(i, i + 10, i + 20, i + 30)))
+            for i in (1, 2, 3)
+        ]
+        await sink.called.wait()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert sink.sizes == [4], "a second request went out past the learned limit of 1"
+        sink.gate.set()
+        await asyncio.gather(*sends)
+        assert sink.sizes == [4, 4, 4]
+    finally:
+        await assembler.stop()
+    assert controller.baseline is not None  # the answers reached the controller

@@ -20,6 +20,7 @@ from stream_indexer.producer import (
     ListingEventProducer,
     ProducerBackpressureError,
     ProducerDeliveryError,
+    client,
     index_event,
 )
 from stream_indexer.settings import Settings, load_settings
@@ -216,3 +217,29 @@ async def test_keys_are_sent_in_emit_order() -> None:
         ]
         await producer.flush()
     assert [d.result().listing_id for d in deliveries] == [int(k or 0) for _, k, _ in kafka.sent]
+
+
+async def test_a_long_backlog_does_not_hold_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client, "SEND_SLICE_S", 0.0)  # every clock check finds the slice used
+    kafka = FakeKafka()
+    sent_when_others_ran: list[int] = []
+
+    async def neighbour() -> None:
+        while True:
+            sent_when_others_ran.append(len(kafka.sent))
+            await asyncio.sleep(0)
+
+    async with Producer(kafka, settings()) as producer:
+        deliveries = [producer.emit_index_nowait(listing(i), 1) for i in range(1, 257)]
+        task = asyncio.create_task(neighbour())
+        await asyncio.gather(*deliveries)
+        task.cancel()
+    # the neighbour ran while the backlog was being sent, not only before or after it
+    assert any(0 < n < 256 for n in sent_when_others_ran)
+
+
+async def test_settled_events_are_released_at_once() -> None:
+    async with Producer(FakeKafka(), settings()) as producer:
+        await producer.emit_index_nowait(listing(1), 1)
+        # not kept until the watchdog's next turn (a second away): no longer referenced
+        assert not producer._handoff.accepted
