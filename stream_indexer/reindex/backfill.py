@@ -44,7 +44,7 @@ from stream_indexer.opensearch.writer import BulkWriter
 from stream_indexer.pipeline.documents import versioned_write
 from stream_indexer.pipeline.source_scan import SourceRow, SourceScanner
 from stream_indexer.reindex.state import ReindexRun, RunStore
-from stream_indexer.reindex.throttle import Aimd, PageSignal, TokenBucket
+from stream_indexer.reindex.throttle import Aimd, LiveGate, PageSignal, TokenBucket
 from stream_indexer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ class BackfillTools:
     #: called after every page: (rows in it, next page size, why it shrank or "")
     on_page: Callable[[int, int, str], Awaitable[None]]
     redactor: Redactor | None = None
+    #: holds the backfill while the live group is behind (fed by the lag probe), or None
+    live_gate: LiveGate | None = None
 
 
 class Backfill:
@@ -129,6 +131,7 @@ class Backfill:
         size = self.aimd.size
         rows = await self._retry(partial(scanner.page, run.last_id, size))
         while rows:
+            held = await self._wait_for_live()
             await self.bucket.take(len(rows))
             upcoming = asyncio.create_task(
                 self._retry(partial(scanner.page, rows[-1].listing_id, self.aimd.size))
@@ -137,7 +140,7 @@ class Backfill:
                 signal = await self._write_page(rows)
                 signal.live_lag = t.live_lag()
                 size = self.aimd.observe(signal, len(rows))
-                await t.on_page(len(rows), size, self.aimd.reason)
+                await t.on_page(len(rows), size, self.aimd.reason or held)
             except BaseException:
                 upcoming.cancel()
                 with contextlib.suppress(BaseException):
@@ -146,6 +149,16 @@ class Backfill:
             rows = await upcoming
             if len(rows) > size:  # the AIMD shrank the page while this one was read
                 rows = rows[:size]
+
+    async def _wait_for_live(self) -> str:
+        """Wait while the live gate holds, at most `REINDEX__LIVE_HOLD_MAX_S` at a time;
+        return "live_hold" when it held (for the throttle metric), else ""."""
+        gate = self._t.live_gate
+        if gate is None or not gate.hold:
+            return ""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(gate.open.wait(), self._t.settings.reindex.live_hold_max_s)
+        return "live_hold"
 
     async def _write_page(self, rows: list[SourceRow]) -> PageSignal:
         t, run = self._t, self._run

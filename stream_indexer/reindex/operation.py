@@ -41,6 +41,7 @@ from stream_indexer.reindex.catchup import CatchUp
 from stream_indexer.reindex.offsets import commit_group_offsets, group_offsets
 from stream_indexer.reindex.session import Session
 from stream_indexer.reindex.state import ReindexRun, RunLock
+from stream_indexer.reindex.throttle import LiveGate, LiveProbe
 
 log = logging.getLogger(__name__)
 
@@ -175,12 +176,23 @@ async def _backfill(session: Session, current: ReindexRun, options: RunOptions) 
     last_check = time.monotonic()
 
     latest_lag: list[int | None] = [None]
+    live_gate = LiveGate(settings.reindex.live_lag_max_s)
 
     async def probe_live_lag() -> None:
         """The live group's lag every probe interval, off the backfill's path."""
         while True:
             try:
-                lag = await probe.lag(session.live_group)
+                ends = await probe.highwaters()
+                committed = await probe.committed(session.live_group)
+                lag = sum(max(0, end - committed.get(p, 0)) for p, end in ends.items())
+                live_gate.observe(
+                    LiveProbe(
+                        produced=sum(ends.values()),
+                        committed=sum(committed.values()),
+                        lag=lag,
+                        at=time.monotonic(),
+                    )
+                )
                 latest_lag[0] = lag
                 session.reindex_metrics.live_lag.set(lag)
             except Exception as exc:  # a probe failing must not stop the backfill
@@ -231,6 +243,7 @@ async def _backfill(session: Session, current: ReindexRun, options: RunOptions) 
             metrics=session.metrics,
             policy=policy,
             live_lag=lambda: latest_lag[0],
+            live_gate=live_gate,
             on_page=on_page,
             redactor=Redactor(settings.dlq.redact_drop_fields, settings.dlq.redact_hash_fields),
         )

@@ -3,7 +3,10 @@ second (`--max-rate`), and an AIMD controller sizes its pages from what the clus
 live consumer group say: each page that went well grows the next one by a step (additive
 increase); a page that met overload (429 / rejected execution, retried by the bulk writer),
 a bulk much slower than the best seen, or a live group whose lag grew since the last probe
-halves it (multiplicative decrease). Pure logic: the clock and sleep are injected.
+halves it (multiplicative decrease). A live gate holds the backfill altogether while the
+live group is more than a few seconds of its own traffic behind and still making progress:
+smaller pages alone do not give a sink that never answers 429 back to live indexing. Pure
+logic: the clock and sleep are injected.
 """
 
 from __future__ import annotations
@@ -122,4 +125,69 @@ class Aimd:
         return self.size
 
 
-__all__ = ["Aimd", "PageSignal", "TokenBucket"]
+@dataclass(slots=True)
+class LiveProbe:
+    """One reading of the live group: records produced and committed (sums over
+    partitions), its lag, and when it was read."""
+
+    produced: int
+    committed: int
+    lag: int
+    at: float
+
+
+class LiveGate:
+    """Live traffic first: hold the backfill while the live group is behind.
+
+    "Behind" is measured in seconds of the live topic's own traffic (lag / produce rate), so
+    one threshold fits a quiet topic and a busy one; the commit interval and a bulk in
+    flight are part of every lag, so the threshold sits above them. The gate holds only
+    while the live group is committing (it is working through its lag and the backfill's
+    requests are in its way); a live group that stopped committing is not helped by
+    waiting, and the backfill goes on. `max_lag_s` 0 turns the gate off.
+    """
+
+    def __init__(self, max_lag_s: float, *, smoothing: float = 0.5) -> None:
+        self.max_lag_s = max_lag_s
+        self.smoothing = smoothing
+        self._last: LiveProbe | None = None
+        self._rate: float | None = None
+        self._progressing = False
+        self.behind_s: float = 0.0
+        #: set whenever the gate does not hold: the backfill waits on it
+        self.open = asyncio.Event()
+        self.open.set()
+
+    def observe(self, probe: LiveProbe) -> None:
+        self._update(probe)
+        if self.hold:
+            self.open.clear()
+        else:
+            self.open.set()
+
+    def _update(self, probe: LiveProbe) -> None:
+        last, self._last = self._last, probe
+        if last is None or probe.at <= last.at:
+            self.behind_s = 0.0
+            return
+        rate = max(0, probe.produced - last.produced) / (probe.at - last.at)
+        self._rate = (
+            rate
+            if self._rate is None
+            else (self.smoothing * rate + (1 - self.smoothing) * self._rate)
+        )
+        self._progressing = probe.committed > last.committed
+        if probe.lag <= 0:
+            self.behind_s = 0.0
+        elif self._rate > 0:
+            self.behind_s = probe.lag / self._rate
+        else:
+            self.behind_s = float("inf")  # a backlog with no new traffic: all of it is behind
+
+    @property
+    def hold(self) -> bool:
+        """True while the backfill should wait for the live group."""
+        return self.max_lag_s > 0 and self._progressing and self.behind_s > self.max_lag_s
+
+
+__all__ = ["Aimd", "LiveGate", "LiveProbe", "PageSignal", "TokenBucket"]

@@ -45,6 +45,17 @@ class ReindexSettings(Section):
         ge=1,
         description="live-group lag growth (records) between two probes that halves the page",
     )
+    live_lag_max_s: float = Field(
+        default=3.0,
+        ge=0,
+        description="hold the backfill while the live group is more than this many seconds "
+        "of its traffic behind and committing; 0: never hold",
+    )
+    live_hold_max_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="the longest one hold for the live group lasts before a page goes anyway",
+    )
     probe_interval_s: float = Field(
         default=2.0, gt=0, description="how often the live group's lag is read"
     )

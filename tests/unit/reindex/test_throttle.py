@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream_indexer.reindex.throttle import Aimd, PageSignal, TokenBucket
+from stream_indexer.reindex.throttle import Aimd, LiveGate, LiveProbe, PageSignal, TokenBucket
 
 
 class FakeTime:
@@ -74,3 +74,47 @@ def test_aimd_halves_when_the_live_group_lag_grows_and_never_below_the_minimum()
     aimd.observe(PageSignal(latency_s=0.1, overloaded=1), 100)
     assert aimd.size == 100
     assert aimd.decreases == 3
+
+
+# -- live gate: live traffic first ---------------------------------------------------------
+
+
+def _probe(produced: int, committed: int, at: float) -> LiveProbe:
+    return LiveProbe(produced=produced, committed=committed, lag=produced - committed, at=at)
+
+
+def test_the_gate_holds_while_the_live_group_is_seconds_behind_and_committing() -> None:
+    gate = LiveGate(3.0, smoothing=1.0)
+    gate.observe(_probe(2_000, 500, at=0.0))
+    assert not gate.hold and gate.open.is_set()  # one reading says nothing about a rate
+    # 500 records/s produced; 2,000 behind = 4 s of traffic; the group committed meanwhile
+    gate.observe(_probe(3_000, 1_000, at=2.0))
+    assert gate.behind_s == 4.0
+    assert gate.hold and not gate.open.is_set()
+    # the live group caught up to 1 s of traffic: the backfill goes on
+    gate.observe(_probe(4_000, 3_500, at=4.0))
+    assert gate.behind_s == 1.0
+    assert not gate.hold and gate.open.is_set()
+
+
+def test_a_live_group_that_stopped_committing_is_not_waited_for() -> None:
+    gate = LiveGate(3.0, smoothing=1.0)
+    gate.observe(_probe(1_000, 500, at=0.0))
+    gate.observe(_probe(3_000, 500, at=2.0))
+    assert gate.behind_s == 2_500 / 1_000
+    gate.observe(_probe(5_000, 500, at=4.0))
+    assert gate.behind_s > 3.0
+    assert not gate.hold, "waiting does not help a group that commits nothing"
+
+
+def test_a_backlog_with_no_new_traffic_holds_until_drained_and_zero_turns_it_off() -> None:
+    gate = LiveGate(3.0, smoothing=1.0)
+    gate.observe(_probe(10_000, 1_000, at=0.0))
+    gate.observe(_probe(10_000, 4_000, at=2.0))
+    assert gate.behind_s == float("inf") and gate.hold
+    gate.observe(_probe(10_000, 10_000, at=4.0))
+    assert gate.behind_s == 0.0 and not gate.hold
+    off = LiveGate(0.0, smoothing=1.0)
+    off.observe(_probe(10_000, 1_000, at=0.0))
+    off.observe(_probe(10_000, 4_000, at=2.0))
+    assert not off.hold
