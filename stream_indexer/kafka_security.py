@@ -116,22 +116,47 @@ async def check_tls(
     """
     for address in bootstrap_servers.split(","):
         host, port = _host_port(address.strip())
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, ssl=context, server_hostname=host), timeout_s
-            )
-            try:
-                writer.write(_API_VERSIONS_V0)
-                await asyncio.wait_for(reader.read(4), timeout_s)
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError, TimeoutError):
-                    await asyncio.wait_for(writer.wait_closed(), timeout_s)
-        except (OSError, TimeoutError) as exc:
-            failure = tls_failure(exc)
-            if failure is not None:
-                raise failure from None
-            log.debug("TLS check of %s skipped: %s", address, exc)
+        for _ in range(CLOSED_AFTER_HANDSHAKE_ATTEMPTS):
+            if not await _closed_after_handshake(host, port, context, timeout_s):
+                break
+            # closed with no answer: the refusal's alert can lose the race with the close
+            # (seen under load); ask again before leaving it to the clients
+        else:
+            log.debug("TLS check of %s skipped: closed after the handshake", address)
+
+
+#: how often to ask a broker that closed the connection right after the handshake
+CLOSED_AFTER_HANDSHAKE_ATTEMPTS = 3
+
+
+async def _closed_after_handshake(
+    host: str, port: int, context: ssl.SSLContext, timeout_s: float
+) -> bool:
+    """One check: raise a certificate refusal; True when the broker closed the connection
+    after the handshake without an answer; False for an answer or an unreachable broker."""
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=context, server_hostname=host), timeout_s
+        )
+    except (OSError, TimeoutError) as exc:
+        failure = tls_failure(exc)
+        if failure is not None:
+            raise failure from None
+        log.debug("TLS check of %s:%d skipped: %s", host, port, exc)
+        return False
+    try:
+        writer.write(_API_VERSIONS_V0)
+        answer = await asyncio.wait_for(reader.read(4), timeout_s)
+    except (OSError, TimeoutError) as exc:
+        failure = tls_failure(exc)
+        if failure is not None:
+            raise failure from None
+        return isinstance(exc, ConnectionError)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), timeout_s)
+    return not answer
 
 
 #: ApiVersions v0, correlation id 0, client id "tls-check": every broker answers it, before
