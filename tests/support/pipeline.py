@@ -84,10 +84,15 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 def start_indexer(settings: Settings, *, log_path: str) -> subprocess.Popen[bytes]:
     """`python -m stream_indexer run` as a child process, logging to `log_path`."""
+    return start_command(settings, "run", log_path=log_path)
+
+
+def start_command(settings: Settings, *args: str, log_path: str) -> subprocess.Popen[bytes]:
+    """`python -m stream_indexer ARGS` as a child process, logging to `log_path`."""
     log = open(log_path, "ab")  # noqa: SIM115 - closed with the process by the caller
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "stream_indexer", "run"],
+            [sys.executable, "-m", "stream_indexer", *args],
             env=settings_env(settings),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -111,21 +116,32 @@ def kill(process: subprocess.Popen[bytes]) -> None:
 
 async def read_alias(opensearch_url: str, alias: str) -> dict[int, dict[str, Any]]:
     """Every document visible through the (tombstone-filtering) alias, by listing id."""
+    return await every_document(opensearch_url, alias)
+
+
+async def every_document(
+    opensearch_url: str, index: str, *, with_version: bool = False
+) -> dict[int, dict[str, Any]]:
+    """Every document `index` (an alias or a physical index) shows, by listing id, paged
+    by `id`; `with_version` adds each document's `_version`."""
     client = AsyncOpenSearch(hosts=[opensearch_url], timeout=60)
     docs: dict[int, dict[str, Any]] = {}
     try:
-        await client.indices.refresh(index=alias)
+        await client.indices.refresh(index=index)
         search_after: list[Any] | None = None
         while True:
             body: dict[str, Any] = {"size": 5000, "sort": [{"id": "asc"}]}
+            if with_version:
+                body["version"] = True
             if search_after is not None:
                 body["search_after"] = search_after
-            page = await client.search(index=alias, body=body)
+            page = await client.search(index=index, body=body)
             hits = page["hits"]["hits"]
             if not hits:
                 return docs
             for hit in hits:
-                docs[int(hit["_id"])] = hit["_source"]
+                extra = {"_version": hit["_version"]} if with_version else {}
+                docs[int(hit["_id"])] = {**hit["_source"], **extra}
             search_after = hits[-1]["sort"]
     finally:
         await client.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 import subprocess
-import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,8 +17,16 @@ from stream_indexer.app.service import IndexerService
 from stream_indexer.devtools.demo import DemoPlan, produce_records
 from stream_indexer.devtools.synthetic import event_bytes, listing_data
 from stream_indexer.kafka_clients import create_producer
+from stream_indexer.opensearch.aliases import alias_targets
 from stream_indexer.settings import Settings
-from support.pipeline import service_caught_up, settings_env, wait_exit, wait_for
+from support.pipeline import (
+    every_document,
+    kill,
+    service_caught_up,
+    start_command,
+    wait_exit,
+    wait_for,
+)
 from support.source_table import create_source_table, delete_rows, upsert_rows
 
 #: fast settings for a reindex child process
@@ -52,17 +59,7 @@ async def index_through_service(settings: Settings, records: Any) -> dict[int, i
 
 
 def reindex_process(settings: Settings, *args: str, log_path: str) -> subprocess.Popen[bytes]:
-    log = open(log_path, "ab")  # noqa: SIM115 - closed with the process by the caller
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "stream_indexer", "reindex", *args],
-            env=settings_env(settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    finally:
-        log.close()
+    return start_command(settings, "reindex", *args, log_path=log_path)
 
 
 async def reindex(settings: Settings, *args: str, log_path: str, within_s: float = 120) -> int:
@@ -71,39 +68,20 @@ async def reindex(settings: Settings, *args: str, log_path: str, within_s: float
     try:
         return await wait_exit(process, within_s)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        kill(process)
 
 
 async def alias_indices(url: str, alias: str) -> list[str]:
     client = AsyncOpenSearch(hosts=[url])
     try:
-        found = await client.indices.get_alias(name=alias, ignore=404)
-        return sorted(i for i, spec in found.items() if alias in spec.get("aliases", {}))
+        return await alias_targets(client, alias)
     finally:
         await client.close()
 
 
 async def raw_documents(url: str, index: str) -> dict[int, dict[str, Any]]:
     """Every document of a physical index (tombstones too), by listing id."""
-    client = AsyncOpenSearch(hosts=[url], timeout=60)
-    docs: dict[int, dict[str, Any]] = {}
-    try:
-        await client.indices.refresh(index=index)
-        after: list[Any] | None = None
-        while True:
-            body: dict[str, Any] = {"size": 5000, "sort": [{"id": "asc"}], "version": True}
-            if after is not None:
-                body["search_after"] = after
-            hits = (await client.search(index=index, body=body))["hits"]["hits"]
-            if not hits:
-                return docs
-            for hit in hits:
-                docs[int(hit["_id"])] = {**hit["_source"], "_version": hit["_version"]}
-            after = hits[-1]["sort"]
-    finally:
-        await client.close()
+    return await every_document(url, index, with_version=True)
 
 
 async def run_row(pg_dsn: str) -> dict[str, Any] | None:
