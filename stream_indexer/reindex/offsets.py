@@ -140,8 +140,18 @@ class LagProbe(Lifecycle):
     async def lag(self, group_id: str, highwaters: Mapping[int, int] | None = None) -> int:
         """Records the group has not committed yet, summed over partitions."""
         ends = highwaters if highwaters is not None else await self.highwaters()
-        committed = await self.committed(group_id)
-        return sum(max(0, end - committed.get(p, 0)) for p, end in ends.items())
+        return total_lag(ends, await self.committed(group_id))
 
 
-__all__ = ["LagProbe", "commit_group_offsets", "group_offsets", "topic_partitions"]
+def total_lag(highwaters: Mapping[int, int], committed: Mapping[int, int]) -> int:
+    """Records not committed yet, summed over the partitions of `highwaters`."""
+    return sum(max(0, end - committed.get(p, 0)) for p, end in highwaters.items())
+
+
+__all__ = [
+    "LagProbe",
+    "commit_group_offsets",
+    "group_offsets",
+    "topic_partitions",
+    "total_lag",
+]

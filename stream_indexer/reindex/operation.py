@@ -38,7 +38,7 @@ from stream_indexer.opensearch.writer import BulkWriter
 from stream_indexer.pipeline.source_scan import SourceScanner
 from stream_indexer.reindex.backfill import Backfill, BackfillTools
 from stream_indexer.reindex.catchup import CatchUp
-from stream_indexer.reindex.offsets import commit_group_offsets, group_offsets
+from stream_indexer.reindex.offsets import commit_group_offsets, group_offsets, total_lag
 from stream_indexer.reindex.session import Session
 from stream_indexer.reindex.state import ReindexRun, RunLock
 from stream_indexer.reindex.throttle import LiveGate, LiveProbe
@@ -184,7 +184,7 @@ async def _backfill(session: Session, current: ReindexRun, options: RunOptions) 
             try:
                 ends = await probe.highwaters()
                 committed = await probe.committed(session.live_group)
-                lag = sum(max(0, end - committed.get(p, 0)) for p, end in ends.items())
+                lag = total_lag(ends, committed)
                 live_gate.observe(
                     LiveProbe(
                         produced=sum(ends.values()),
