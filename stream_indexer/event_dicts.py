@@ -13,6 +13,10 @@ dead letter sees is in the models' words. Hypothesis tests hold both validators 
 decision and the same values (`tests/unit/pipeline/test_event_dict.py` for JSON records,
 `tests/unit/producer/test_fast_emit.py` for the producer's Python input), and
 `encode_event_dict` to the bytes of `model_dump_json(exclude_none=True)`.
+
+The producer takes the **sparse** form (`SPARSE_EVENT_DICT_VALIDATOR`): a field left out stays
+out instead of being filled with its `None` default, so a typical event has no nulls to strip
+before orjson writes it (about half the cost of encoding on the caller's thread).
 """
 
 from __future__ import annotations
@@ -36,16 +40,32 @@ EventDict = dict[str, Any]
 def _data_matches_listing(event: EventDict) -> EventDict:
     """`ListingEvent._data_matches_listing` on the dict (the message is the model's, since a
     refused event is validated again by the model)."""
-    data = event["data"]
+    data = event.get("data")  # absent from the sparse form when the event has none
     if data is not None and data["id"] != event["listing_id"]:
         raise ValueError("data.id must equal listing_id")
     return event
 
 
-def _as_typed_dicts(schema: Any) -> Any:
+def _field(schema: Any, *, sparse: bool) -> dict[str, Any]:
+    """A typed-dict field for a model field: a field with a default is optional, and the
+    default fills it in as on a model, unless `sparse` (then an absent field stays absent)."""
+    has_default = schema.get("type") == "default"
+    if has_default and sparse:
+        if schema.get("default", ...) is not None:
+            # leaving it out would change the encoded bytes, which carry non-null defaults
+            raise TypeError(f"no sparse form for a field defaulting to {schema.get('default')!r}")
+        schema = schema["schema"]
+    return {
+        "type": "typed-dict-field",
+        "schema": _as_typed_dicts(schema, sparse=sparse),
+        "required": not has_default,
+    }
+
+
+def _as_typed_dicts(schema: Any, *, sparse: bool = False) -> Any:
     """A copy of a model core schema with every model turned into a typed dict."""
     if isinstance(schema, list):
-        return [_as_typed_dicts(item) for item in schema]
+        return [_as_typed_dicts(item, sparse=sparse) for item in schema]
     if not isinstance(schema, dict):
         return schema
     kind = schema.get("type")
@@ -55,7 +75,7 @@ def _as_typed_dicts(schema: Any) -> Any:
         return {
             "type": "function-after",
             "function": {"type": "no-info", "function": _data_matches_listing},
-            "schema": _as_typed_dicts(schema["schema"]),
+            "schema": _as_typed_dicts(schema["schema"], sparse=sparse),
         }
     if kind == "model":
         unknown = set(schema["config"]) - _CONFIG_CARRIED
@@ -66,26 +86,24 @@ def _as_typed_dicts(schema: Any) -> Any:
         return {
             "type": "typed-dict",
             "fields": {
-                name: {
-                    "type": "typed-dict-field",
-                    "schema": _as_typed_dicts(field["schema"]),
-                    # a field with a default is optional; the default fills it in, as on a model
-                    "required": field["schema"].get("type") != "default",
-                }
-                for name, field in fields.items()
+                name: _field(field["schema"], sparse=sparse) for name, field in fields.items()
             },
             "extra_behavior": schema["config"].get("extra_fields_behavior", "ignore"),
         }
     if kind in ("definitions", "definition-ref", "function-before", "function-wrap"):
         raise TypeError(f"no dict form for a {kind} node of the event schema")
     return {
-        key: _as_typed_dicts(value) if key in _NESTED else value
+        key: _as_typed_dicts(value, sparse=sparse) if key in _NESTED else value
         for key, value in schema.items()
         if key not in ("ref", "metadata")
     }
 
 
 EVENT_DICT_VALIDATOR = SchemaValidator(_as_typed_dicts(ListingEvent.__pydantic_core_schema__))
+#: the same decisions and values, without the `None` defaults of fields left out
+SPARSE_EVENT_DICT_VALIDATOR = SchemaValidator(
+    _as_typed_dicts(ListingEvent.__pydantic_core_schema__, sparse=True)
+)
 
 
 def event_dict(event: ListingEvent) -> EventDict:
@@ -101,7 +119,13 @@ def event_dict(event: ListingEvent) -> EventDict:
 
 def encode_event_dict(event: EventDict) -> bytes:
     """A validated event dict as a record value: the bytes of the model's
-    `model_dump_json(exclude_none=True)` (absent fields left out; UTC written as `Z`)."""
+    `model_dump_json(exclude_none=True)` (absent fields left out; UTC written as `Z`).
+
+    A sparse event with no nulls (the usual case) is written as it is: the two `None in`
+    scans cost a fraction of copying both dicts."""
+    data = event.get("data")
+    if None not in event.values() and (data is None or None not in data.values()):
+        return orjson.dumps(event, option=orjson.OPT_UTC_Z)
     out = {name: value for name, value in event.items() if value is not None}
     data = out.get("data")
     if data is not None:
@@ -111,6 +135,7 @@ def encode_event_dict(event: EventDict) -> bytes:
 
 __all__ = [
     "EVENT_DICT_VALIDATOR",
+    "SPARSE_EVENT_DICT_VALIDATOR",
     "EventDict",
     "encode_event_dict",
     "event_dict",

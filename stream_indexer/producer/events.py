@@ -5,8 +5,8 @@ checked against the same pydantic models the consumer uses before a single byte 
 process. A failure raises `InvalidEventError` naming each bad field, and nothing is sent.
 
 `emit_*_nowait` runs on the caller's thread, so it takes the fast form (`*_event_dict`):
-the validator compiled from the models (`event_dicts`) yields a plain dict, and orjson writes
-the same bytes the model would. An event it refuses is validated again by the models, which
+the validator compiled from the models (`event_dicts`, sparse form) yields a plain dict
+holding only the fields given, and orjson writes the same bytes the model would. An event it refuses is validated again by the models, which
 raise the `InvalidEventError` (so the message and `fields` are the models' own).
 """
 
@@ -23,7 +23,7 @@ import orjson
 from pydantic import ValidationError
 
 from stream_indexer.errors import InvalidEventError
-from stream_indexer.event_dicts import EVENT_DICT_VALIDATOR, EventDict, event_dict
+from stream_indexer.event_dicts import SPARSE_EVENT_DICT_VALIDATOR, EventDict, event_dict
 from stream_indexer.models import Listing, ListingEvent
 
 
@@ -228,7 +228,8 @@ def delete_event_dict(
 
 
 def _validated(candidate: object) -> EventDict:
-    out: EventDict = EVENT_DICT_VALIDATOR.validate_python(candidate)
+    """The sparse dict form: fields left out stay out (nothing to strip before encoding)."""
+    out: EventDict = SPARSE_EVENT_DICT_VALIDATOR.validate_python(candidate)
     return out
 
 
