@@ -71,7 +71,7 @@ def pending_writes(
 
 def is_thin(event: EventDict) -> bool:
     """`ListingEvent.is_thin` of the dict form."""
-    return event["action"] == "index" and event["data"] is None
+    return event["action"] == "index" and event.get("data") is None
 
 
 def pending_writes_of_dicts(
@@ -86,7 +86,7 @@ def pending_writes_of_dicts(
     for event, context in events:
         document: dict[str, Any] | None = None
         if event["action"] != "delete":
-            data = event["data"]
+            data = event.get("data")  # absent from the sparse form when the event has none
             if data is not None:
                 document = listing_document(data)
             else:

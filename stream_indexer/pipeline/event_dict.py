@@ -2,10 +2,11 @@
 
 `ListingEvent.model_validate_json` spends about 40 % of its time building model instances
 (and later freeing them), which the worker only reads a few fields from. So the worker
-validates with `event_dicts.EVENT_DICT_VALIDATOR`, a pydantic-core validator **compiled from
-the models' own core schema** (in the core, since the producer uses it too): the same field
-schemas, caps and rules, yielding plain dicts. The models stay the one source of the
-contract; nothing is restated here.
+validates with `event_dicts.SPARSE_EVENT_DICT_VALIDATOR`, a pydantic-core validator **compiled
+from the models' own core schema** (in the core, since the producer uses it too): the same
+field schemas, caps and rules, yielding plain dicts in which a field the record left out
+stays out (so a listing's document is usually a plain copy, with no nulls to strip). The
+models stay the one source of the contract; nothing is restated here.
 
 A record this validator refuses is decoded again by `decode.decode_event`, so what a bad
 record becomes (error class and message) is exactly what the models say. A hypothesis test
@@ -19,7 +20,12 @@ from typing import Any, cast
 
 from pydantic_core import ValidationError
 
-from stream_indexer.event_dicts import EVENT_DICT_VALIDATOR, EventDict, event_dict
+from stream_indexer.event_dicts import (
+    EVENT_DICT_VALIDATOR,
+    SPARSE_EVENT_DICT_VALIDATOR,
+    EventDict,
+    event_dict,
+)
 from stream_indexer.pipeline.decode import (
     MAX_DEPTH,
     check_after_validation,
@@ -29,8 +35,11 @@ from stream_indexer.pipeline.decode import (
 
 
 def listing_document(data: dict[str, Any]) -> dict[str, Any]:
-    """The `_source` of a validated listing dict: `Listing.to_document()` of the same event."""
-    return {name: value for name, value in data.items() if value is not None}
+    """The `_source` of a validated listing dict: `Listing.to_document()` of the same event
+    (a copy: the caller adds the service's metadata to it)."""
+    if None in data.values():  # a field given as null (a left-out one is absent already)
+        return {name: value for name, value in data.items() if value is not None}
+    return dict(data)
 
 
 def decode_event_dict(key: bytes | None, value: bytes | None, *, max_bytes: int) -> EventDict:
@@ -38,7 +47,7 @@ def decode_event_dict(key: bytes | None, value: bytes | None, *, max_bytes: int)
     if value is None or len(value) > max_bytes:
         value = precheck(value, max_bytes)  # raises: no value, or one too large to read
     try:
-        event = cast(EventDict, EVENT_DICT_VALIDATOR.validate_json(value))
+        event = cast(EventDict, SPARSE_EVENT_DICT_VALIDATOR.validate_json(value))
     except ValidationError:
         # the models decide what a bad record is (and say it in their words)
         return event_dict(decode_event(key, value, max_bytes=max_bytes))
@@ -53,6 +62,7 @@ def decode_event_dict(key: bytes | None, value: bytes | None, *, max_bytes: int)
 
 __all__ = [
     "EVENT_DICT_VALIDATOR",
+    "SPARSE_EVENT_DICT_VALIDATOR",
     "EventDict",
     "decode_event_dict",
     "event_dict",

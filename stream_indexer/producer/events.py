@@ -6,8 +6,9 @@ process. A failure raises `InvalidEventError` naming each bad field, and nothing
 
 `emit_*_nowait` runs on the caller's thread, so it takes the fast form (`*_event_dict`):
 the validator compiled from the models (`event_dicts`, sparse form) yields a plain dict
-holding only the fields given, and orjson writes the same bytes the model would. An event it refuses is validated again by the models, which
-raise the `InvalidEventError` (so the message and `fields` are the models' own).
+holding only the fields given, and orjson writes the same bytes the model would. An event
+it refuses is validated again by the models, which raise the `InvalidEventError` (so the
+message and `fields` are the models' own).
 """
 
 from __future__ import annotations

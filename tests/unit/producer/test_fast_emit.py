@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.event_strategies import events, listings, long_ints, same
+from support.event_strategies import events, listings, long_ints, same, without_nulls
 
 from stream_indexer.errors import InvalidEventError
 from stream_indexer.event_dicts import encode_event_dict, event_dict
@@ -54,15 +54,6 @@ def assert_alike(model: tuple[str, Any], fast: tuple[str, Any]) -> None:
     event: ListingEvent = model[1]
     assert same(without_nulls(event_dict(event)), without_nulls(fast[1]))
     assert encode_event_dict(fast[1]) == encode_value(event)
-
-
-def without_nulls(event: dict[str, Any]) -> dict[str, Any]:
-    """An event dict with its `None` fields left out (the sparse form leaves out what the
-    caller left out; a field given as `None` may stay): what the record bytes carry."""
-    out = {k: v for k, v in event.items() if v is not None}
-    if isinstance(out.get("data"), dict):
-        out["data"] = {k: v for k, v in out["data"].items() if v is not None}
-    return out
 
 
 def python_values(value: Any) -> st.SearchStrategy[Any]:
