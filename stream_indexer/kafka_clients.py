@@ -76,6 +76,11 @@ def producer_kwargs(settings: Settings, *, purpose: Literal["dlq", "events"]) ->
     return kwargs
 
 
+def library_max_request_size(settings: Settings) -> int:
+    """The largest request the producer library sends (a record above it fails alone)."""
+    return max(settings.producer.max_batch_bytes, 1024 * 1024)
+
+
 def library_producer_kwargs(settings: Settings, *, purpose: str = "producer") -> dict[str, Any]:
     """The producer library's producer, tuned by the `producer` section for emit latency."""
     p = settings.producer
@@ -91,7 +96,7 @@ def library_producer_kwargs(settings: Settings, *, purpose: str = "producer") ->
         "compression_type": p.compression,
         "linger_ms": p.linger_ms,
         "max_batch_size": p.max_batch_bytes,
-        "max_request_size": max(p.max_batch_bytes, 1024 * 1024),
+        "max_request_size": library_max_request_size(settings),
         "request_timeout_ms": p.delivery_timeout_ms,
     }
 

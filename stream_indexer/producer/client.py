@@ -3,8 +3,9 @@
 `emit_nowait` (and `emit_threadsafe` from other threads) validates and serializes the event,
 appends it to a bounded in-memory queue (`handoff.HandOff`) and returns a future for the
 delivery result, without awaiting anything: the caller never waits for the event loop or for
-aiokafka. One task on the producer's loop drains the queue into aiokafka in order, so events
-of one listing (one key, one partition) reach Kafka in emit order. The async `emit*` methods
+aiokafka. One task on the producer's loop drains the queue into aiokafka in order, one record
+batch per partition (`batches.PartitionBatcher`), so events of one listing (one key, one
+partition) reach Kafka in emit order. The async `emit*` methods
 are thin wrappers that never yield to the loop.
 
 No accepted event is dropped silently. A full queue is the caller's answer at once (the event
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import logging
 import threading
 import time
@@ -34,9 +34,14 @@ from stream_indexer.errors import (
     ProducerDeliveryError,
 )
 from stream_indexer.event_dicts import EventDict, encode_event_dict
-from stream_indexer.kafka_clients import ProducerPurpose, create_producer
+from stream_indexer.kafka_clients import (
+    ProducerPurpose,
+    create_producer,
+    library_max_request_size,
+)
 from stream_indexer.lifecycle import Lifecycle
 from stream_indexer.models import Listing, ListingEvent
+from stream_indexer.producer.batches import PartitionBatcher
 from stream_indexer.producer.delivery import (
     DeliveryResult,
     Headers,
@@ -54,11 +59,6 @@ from stream_indexer.producer.handoff import Admission, HandOff
 from stream_indexer.settings import Settings
 
 log = logging.getLogger(__name__)
-
-#: longest the sender holds the event loop with a backlog before other tasks run (seconds)
-SEND_SLICE_S = 0.001
-#: events between two looks at the clock
-SEND_CHECK_EVERY = 32
 
 
 class ListingEventProducer(Lifecycle):
@@ -350,28 +350,16 @@ class ListingEventProducer(Lifecycle):
     async def _send_queued(self) -> None:
         """The one sender: queued events go to aiokafka in queue order (order per key)."""
         assert self._producer is not None
-        producer = self._producer
+        batcher = PartitionBatcher(
+            self._producer, self._settlement, library_max_request_size(self.settings)
+        )
         while True:
             self._wakeup.clear()
-            batch = self._handoff.take_all()
-            if not batch:
+            queued = self._handoff.take_all()
+            if not queued:
                 await self._wakeup.wait()
                 continue
-            slice_end = time.perf_counter() + SEND_SLICE_S
-            for n, pending in enumerate(batch, start=1):
-                if n % SEND_CHECK_EVERY == 0 and time.perf_counter() >= slice_end:
-                    await asyncio.sleep(0)  # a long backlog must not hold the loop
-                    slice_end = time.perf_counter() + SEND_SLICE_S
-                if pending.settled or pending.settling:
-                    continue  # expired while queued
-                try:
-                    delivery = await producer.send(
-                        pending.topic, value=pending.value, key=pending.key, headers=pending.headers
-                    )
-                except Exception as exc:  # KafkaError, or a record aiokafka refuses outright
-                    self._settlement.fall_back(pending, repr(exc))
-                    continue
-                delivery.add_done_callback(functools.partial(self._settlement.on_delivery, pending))
+            await batcher.send(queued)
 
 
 __all__ = [

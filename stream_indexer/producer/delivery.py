@@ -142,24 +142,25 @@ class Settlement:
         self.failure_count, self.failures = 0, []
         return count, failures
 
-    def on_delivery(self, pending: Pending, fut: asyncio.Future[Any]) -> None:
-        """aiokafka's callback for one record."""
+    def on_batch(self, members: list[Pending], fut: asyncio.Future[Any]) -> None:
+        """aiokafka's callback for one record batch: its events, in the order appended, sit
+        at the batch's base offset plus their place in it."""
         error = None if fut.cancelled() else fut.exception()  # retrieve it: we report it
-        if pending.settled:
-            return  # already settled after the deadline (outbox or failure)
         if fut.cancelled() or error is not None:
-            self.fall_back(pending, "cancelled" if fut.cancelled() else repr(error))
+            reason = "cancelled" if fut.cancelled() else repr(error)
+            for pending in members:
+                self.fall_back(pending, reason)  # those settled meanwhile are skipped
             return
         meta = fut.result()
-        result = DeliveryResult(
-            pending.event_id,
-            pending.listing_id,
-            "kafka",
-            pending.topic,
-            meta.partition,
-            meta.offset,
-        )
-        self.settle(pending, result)
+        base = None if meta is None else meta.offset  # None only with acks=0
+        for place, pending in enumerate(members):
+            if pending.settled:
+                continue  # already settled after the deadline (outbox or failure)
+            offset = None if base is None else base + place
+            result = DeliveryResult(
+                pending.event_id, pending.listing_id, "kafka", pending.topic, meta.partition, offset
+            )
+            self.settle(pending, result)
 
     async def expire_overdue(self, default_wait_s: float) -> None:
         """Settle events Kafka has not acknowledged by their deadline (FIFO, one task).

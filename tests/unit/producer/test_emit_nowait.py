@@ -13,14 +13,16 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from stream_indexer.models import ListingEvent
 from stream_indexer.producer import (
     ListingEventProducer,
     ProducerBackpressureError,
     ProducerDeliveryError,
-    client,
+    batches,
     index_event,
 )
 from stream_indexer.settings import Settings, load_settings
@@ -48,13 +50,33 @@ def settings(**producer: object) -> Settings:
     return load_settings(overrides)
 
 
-class FakeKafka:
-    """aiokafka's producer surface: acks at once (`ack=True`), fails, or holds every record."""
+class FakeBatch:
+    """aiokafka's `BatchBuilder` surface: takes records until `size` of them."""
 
-    def __init__(self, ack: bool | Exception = True) -> None:
+    def __init__(self, size: int, kafka: FakeKafka) -> None:
+        self.size = size
+        self.kafka = kafka
+        self.records: list[tuple[bytes | None, bytes]] = []
+
+    def append(self, *, key: bytes | None, value: bytes, timestamp: None, headers: Any) -> Any:
+        if len(self.records) >= self.size:
+            return None
+        self.records.append((key, value))
+        self.kafka.appended += 1
+        return SimpleNamespace(offset=len(self.records) - 1)
+
+
+class FakeKafka:
+    """aiokafka's producer surface (three partitions, record batches of `batch_size`): acks at
+    once (`ack=True`), fails, or holds every batch."""
+
+    def __init__(self, ack: bool | Exception = True, batch_size: int = 1000) -> None:
         self.ack = ack
+        self.batch_size = batch_size
         self.sent: list[tuple[str, bytes | None, bytes]] = []
+        self.batches: list[tuple[int, int]] = []  # (partition, records) per batch sent
         self.held: list[asyncio.Future[Any]] = []
+        self.appended = 0  # records appended to any batch so far
 
     async def start(self) -> None:
         pass
@@ -62,13 +84,21 @@ class FakeKafka:
     async def stop(self) -> None:
         pass
 
-    async def send(
-        self, topic: str, value: bytes, key: bytes | None = None, headers: Any = None
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2}
+
+    def create_batch(self) -> FakeBatch:
+        return FakeBatch(self.batch_size, self)
+
+    async def send_batch(
+        self, batch: FakeBatch, topic: str, *, partition: int
     ) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.sent.append((topic, key, value))
+        base = len(self.sent) + 1
+        self.sent.extend((topic, key, value) for key, value in batch.records)
+        self.batches.append((partition, len(batch.records)))
         if self.ack is True:
-            fut.set_result(SimpleNamespace(partition=int(key or b"0") % 3, offset=len(self.sent)))
+            fut.set_result(SimpleNamespace(partition=partition, offset=base))
         elif isinstance(self.ack, Exception):
             fut.set_exception(self.ack)
         else:
@@ -113,10 +143,12 @@ def test_emit_nowait_returns_without_the_loop_running() -> None:
         delivery = producer.emit_index_nowait(listing(7), 1)
         assert not delivery.done() and kafka.sent == [] and producer.pending == 1
         result = loop.run_until_complete(delivery)  # the sender runs once the loop does
+        # the partition `send()` would pick: murmur2 of the key, as every Kafka client does
+        partition = DefaultPartitioner()(b"7", [0, 1, 2], [0, 1, 2])
         assert (result.via, result.listing_id, result.partition, result.offset) == (
             "kafka",
             7,
-            1,
+            partition,
             1,
         )
         assert kafka.sent[0][1] == b"7"
@@ -209,24 +241,60 @@ async def test_a_full_queue_parks_the_event_in_the_outbox() -> None:
 
 
 async def test_keys_are_sent_in_emit_order() -> None:
-    kafka = FakeKafka()
+    kafka = FakeKafka(batch_size=4)  # full batches too: a key's events span several
     async with Producer(kafka, settings()) as producer:
         deliveries = [
             producer.emit_index_nowait(listing(i % 3 + 1), v)
             for v, i in enumerate(range(30), start=1)
         ]
         await producer.flush()
-    assert [d.result().listing_id for d in deliveries] == [int(k or 0) for _, k, _ in kafka.sent]
+    sent_versions: dict[bytes | None, list[int]] = {}
+    for _, key, value in kafka.sent:
+        sent_versions.setdefault(key, []).append(orjson.loads(value)["version"])
+    for key, versions in sent_versions.items():
+        assert versions == sorted(versions), key
+    assert sum(len(v) for v in sent_versions.values()) == 30
+    # each result names the record's own place: its offset holds its own event
+    for delivery in deliveries:
+        result = delivery.result()
+        _, key, value = kafka.sent[result.offset - 1]
+        assert (key, orjson.loads(value)["event_id"]) == (
+            b"%d" % result.listing_id,
+            str(result.event_id),
+        )
+
+
+async def test_events_are_sent_in_one_batch_per_partition() -> None:
+    kafka = FakeKafka()
+    async with Producer(kafka, settings()) as producer:
+        for i in range(1, 61):
+            producer.emit_index_nowait(listing(i), 1)
+        await producer.flush()
+    partitions = [partition for partition, _ in kafka.batches]
+    assert len(partitions) == len(set(partitions)) <= 3  # not one request per record
+    assert sum(records for _, records in kafka.batches) == 60
+
+
+async def test_a_record_too_large_for_a_request_fails_alone() -> None:
+    kafka = FakeKafka()
+    async with Producer(kafka, settings()) as producer:
+        before = producer.emit_index_nowait(listing(1), 1)
+        huge = producer.send_raw_nowait(b"2", b"x" * (2 * 1024 * 1024))
+        after = producer.emit_index_nowait(listing(3), 1)
+        assert (await before).via == (await after).via == "kafka"
+        with pytest.raises(ProducerDeliveryError, match="MessageSizeTooLarge"):
+            await huge
+    assert len(kafka.sent) == 2
 
 
 async def test_a_long_backlog_does_not_hold_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client, "SEND_SLICE_S", 0.0)  # every clock check finds the slice used
+    monkeypatch.setattr(batches, "SEND_SLICE_S", 0.0)  # every clock check finds the slice used
     kafka = FakeKafka()
     sent_when_others_ran: list[int] = []
 
     async def neighbour() -> None:
         while True:
-            sent_when_others_ran.append(len(kafka.sent))
+            sent_when_others_ran.append(kafka.appended)
             await asyncio.sleep(0)
 
     async with Producer(kafka, settings()) as producer:
