@@ -89,9 +89,7 @@ class PartitionBatcher:
             if topic not in partitions:
                 # what is batched goes first: waiting for a new topic's metadata (up to the
                 # request timeout for a topic that does not exist) must not hold it back
-                for batch in open_batches.values():
-                    await self._submit(batch)
-                open_batches.clear()
+                await self._submit_all(open_batches)
                 try:
                     partitions[topic] = sorted(await self._producer.partitions_for(topic))
                 except Exception as exc:  # no metadata (unknown or invalid topic, no broker)
@@ -99,15 +97,18 @@ class PartitionBatcher:
                     continue
             all_partitions = partitions[topic]
             partition = _partitioner(pending.key, all_partitions, all_partitions)
-            batch = open_batches.get((topic, partition))
-            if batch is None:
-                batch = open_batches[(topic, partition)] = _Open(self._producer, topic, partition)
-            if not batch.add(pending):
-                await self._submit(batch)
-                batch = open_batches[(topic, partition)] = _Open(self._producer, topic, partition)
-                batch.add(pending)
-        for batch in open_batches.values():
-            await self._submit(batch)
+            filling = open_batches.get((topic, partition))
+            if filling is None or not filling.add(pending):
+                if filling is not None:
+                    await self._submit(filling)  # full
+                filling = open_batches[(topic, partition)] = _Open(self._producer, topic, partition)
+                filling.add(pending)  # an empty batch takes any record
+        await self._submit_all(open_batches)
+
+    async def _submit_all(self, open_batches: dict[tuple[str, int], _Open]) -> None:
+        for filling in open_batches.values():
+            await self._submit(filling)
+        open_batches.clear()
 
     def _too_large(self, pending: Pending) -> MessageSizeTooLargeError | None:
         """`send()`'s own check: a record no request could carry."""
