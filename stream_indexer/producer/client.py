@@ -53,6 +53,7 @@ from stream_indexer.producer.events import (
     delete_event_dict,
     encode_key,
     index_event_dict,
+    top_up_event_ids,
     validate_event_dict,
 )
 from stream_indexer.producer.handoff import Admission, HandOff
@@ -360,6 +361,7 @@ class ListingEventProducer(Lifecycle):
                 await self._wakeup.wait()
                 continue
             await batcher.send(queued)
+            top_up_event_ids()  # the next emit calls on this thread find their ids made
 
 
 __all__ = [

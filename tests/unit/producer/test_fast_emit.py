@@ -27,6 +27,7 @@ from stream_indexer.producer.events import (
     index_event,
     index_event_dict,
     new_event_id,
+    top_up_event_ids,
     validate_event,
     validate_event_dict,
 )
@@ -174,6 +175,25 @@ def test_event_ids_are_random_version_4_uuids_never_repeated() -> None:
     thread.start()
     thread.join()
     assert not set(other) & set(ids)  # each thread draws from its own pool
+
+
+def test_the_sender_tops_the_pool_up_so_emit_calls_never_read_random_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads: list[int] = []
+    real_urandom = os.urandom
+    monkeypatch.setattr(os, "urandom", lambda n: reads.append(n) or real_urandom(n))
+    for _ in range(EVENT_ID_BATCH):  # use up whatever the pool held, and more
+        new_event_id()
+    top_up_event_ids()  # the sender, between batches
+    reads.clear()
+    ids = [new_event_id() for _ in range(EVENT_ID_BATCH // 2)]
+    assert reads == []  # made ahead of time
+    top_up_event_ids()
+    assert len(reads) == 1  # at least half used: refilled
+    ids += [new_event_id() for _ in range(EVENT_ID_BATCH // 2)]
+    assert len(reads) == 1  # ... to full
+    assert len(set(ids)) == len(ids)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
