@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import functools
 import logging
 import time
@@ -189,15 +188,15 @@ class Settlement:
             self.stats[outcome.via] += 1
         target = pending.result
         if not target.done():
-            with contextlib.suppress(
-                asyncio.InvalidStateError, concurrent.futures.InvalidStateError
-            ):
+            try:  # (not contextlib.suppress: this runs once per event)
                 if isinstance(outcome, BaseException):
                     target.set_exception(outcome)
                     if isinstance(target, asyncio.Future):
                         target.exception()  # logged and kept for flush(): mark as seen
                 else:
                     target.set_result(outcome)
+            except (asyncio.InvalidStateError, concurrent.futures.InvalidStateError):
+                pass  # the caller cancelled it meanwhile (another thread's future)
         # drop settled events from the head at once rather than at the watchdog's next turn
         # (up to a second): held that long, they outlive the young GC generation, and every
         # event then costs the older generations' collections (run in some caller's emit)
