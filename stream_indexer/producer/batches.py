@@ -102,7 +102,8 @@ class PartitionBatcher:
                 if filling is not None:
                     await self._submit(filling)  # full
                 filling = open_batches[(topic, partition)] = _Open(self._producer, topic, partition)
-                filling.add(pending)  # an empty batch takes any record
+                if not filling.add(pending):  # an empty batch takes any record: never silent
+                    self._settlement.fall_back(pending, "refused by an empty record batch")
         await self._submit_all(open_batches)
 
     async def _submit_all(self, open_batches: dict[tuple[str, int], _Open]) -> None:

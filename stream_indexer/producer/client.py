@@ -5,8 +5,8 @@ appends it to a bounded in-memory queue (`handoff.HandOff`) and returns a future
 delivery result, without awaiting anything: the caller never waits for the event loop or for
 aiokafka. One task on the producer's loop drains the queue into aiokafka in order, one record
 batch per partition (`batches.PartitionBatcher`), so events of one listing (one key, one
-partition) reach Kafka in emit order. The async `emit*` methods
-are thin wrappers that never yield to the loop.
+partition) reach Kafka in emit order. The async `emit*` methods are thin wrappers that never
+yield to the loop.
 
 No accepted event is dropped silently. A full queue is the caller's answer at once (the event
 goes to the outbox if one is configured, else `ProducerBackpressureError`); an event not

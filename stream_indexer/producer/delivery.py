@@ -150,14 +150,17 @@ class Settlement:
             for pending in members:
                 self.fall_back(pending, reason)  # those settled meanwhile are skipped
             return
-        meta = fut.result()
-        base = None if meta is None else meta.offset  # None only with acks=0
+        meta = fut.result()  # acks is "all" or 1 (settings), so the broker names the offset
         for place, pending in enumerate(members):
             if pending.settled:
                 continue  # already settled after the deadline (outbox or failure)
-            offset = None if base is None else base + place
             result = DeliveryResult(
-                pending.event_id, pending.listing_id, "kafka", pending.topic, meta.partition, offset
+                pending.event_id,
+                pending.listing_id,
+                "kafka",
+                pending.topic,
+                meta.partition,
+                meta.offset + place,
             )
             self.settle(pending, result)
 
