@@ -311,3 +311,9 @@ async def test_settled_events_are_released_at_once() -> None:
         await producer.emit_index_nowait(listing(1), 1)
         # not kept until the watchdog's next turn (a second away): no longer referenced
         assert not producer._handoff.accepted
+
+
+async def test_a_record_no_batch_takes_fails_instead_of_vanishing() -> None:
+    async with Producer(FakeKafka(batch_size=0), settings()) as producer:
+        with pytest.raises(ProducerDeliveryError, match="refused by an empty record batch"):
+            await asyncio.wait_for(producer.emit_index_nowait(listing(1), 1), 5)
