@@ -36,8 +36,11 @@ def _problems(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
     return out
 
 
-#: event ids made at once from one read of random bytes (one syscall, not one each)
+#: event ids the sender keeps made ahead for the loop thread's callers (one syscall for all)
 EVENT_ID_BATCH = 256
+#: ids a caller makes itself when its pool ran dry: few, so that the call that pays for them
+#: stays short (about 1 µs each)
+EVENT_ID_INLINE = 32
 
 
 class _EventIds(threading.local):
@@ -59,7 +62,7 @@ class _EventIds(threading.local):
     def next(self) -> uuid.UUID:
         ready = self.ready
         if not ready:
-            self.refill(EVENT_ID_BATCH)
+            self.refill(EVENT_ID_INLINE)
         return ready.pop()
 
     def refill(self, count: int) -> None:
