@@ -139,8 +139,9 @@ class Backfill:
             try:
                 signal = await self._write_page(rows)
                 signal.live_lag = t.live_lag()
+                signal.live_behind = bool(held) or (t.live_gate is not None and t.live_gate.behind)
                 size = self.aimd.observe(signal, len(rows))
-                await t.on_page(len(rows), size, self.aimd.reason or held)
+                await t.on_page(len(rows), size, held or self.aimd.reason)
             except BaseException:
                 upcoming.cancel()
                 with contextlib.suppress(BaseException):

@@ -4,8 +4,10 @@ The catch-up group (`<group>.reindex.<run id>`; `<group>.rollback.<run id>` for 
 starts from the offsets the live group had committed before the backfill read its first row
 (committed for it beforehand, see `offsets.py`), and from then on its own commits make it
 resumable. It is the pipeline unchanged (`IndexerService`: decode, coalesce, hydrate,
-versioned bulk, dead letters, commits) with three settings overridden: its group, the bulk
-target (the new physical index, which no alias points to yet) and no index creation.
+versioned bulk, dead letters, commits) with four settings overridden: its group, the bulk
+target (the new physical index, which no alias points to yet), no index creation, and its
+bulk requests (`REINDEX__CATCHUP_IN_FLIGHT` in flight, 1 by default, of one batch each:
+live traffic first, a live pod's bulk waits behind at most one batch of the catch-up's).
 
 Poison records: the live group dead-letters every record it cannot index, so the catch-up
 group would store each one a second time. It therefore stores only the rejections the new
@@ -53,6 +55,10 @@ def catchup_settings(settings: Settings, group_id: str) -> Settings:
     copy.kafka.group_id = group_id
     copy.kafka.auto_offset_reset = "earliest"
     copy.opensearch.create_index = False
+    # live traffic first: a live bulk queues behind fewer and smaller catch-up requests
+    # (one batch each: partitions' batches are not combined into one larger request)
+    copy.opensearch.max_in_flight_bulks = settings.reindex.catchup_in_flight
+    copy.opensearch.bulk_max_docs = min(copy.opensearch.bulk_max_docs, copy.batch.max_records)
     copy.metrics.enabled = False
     return copy
 

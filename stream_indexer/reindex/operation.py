@@ -176,7 +176,7 @@ async def _backfill(session: Session, current: ReindexRun, options: RunOptions) 
     last_check = time.monotonic()
 
     latest_lag: list[int | None] = [None]
-    live_gate = LiveGate(settings.reindex.live_lag_max_s)
+    live_gate = LiveGate(settings.reindex.live_lag_max_s, stall_s=settings.reindex.live_stall_s)
 
     async def probe_live_lag() -> None:
         """The live group's lag every probe interval, off the backfill's path."""

@@ -51,13 +51,25 @@ class ReindexSettings(Section):
         description="hold the backfill while the live group is more than this many seconds "
         "of its traffic behind and committing; 0: never hold",
     )
+    live_stall_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="a live group that has committed nothing for this long is not waited for "
+        "(its pods are down, not stuck behind the backfill)",
+    )
     live_hold_max_s: float = Field(
         default=60.0,
         gt=0,
         description="the longest one hold for the live group lasts before a page goes anyway",
     )
     probe_interval_s: float = Field(
-        default=2.0, gt=0, description="how often the live group's lag is read"
+        default=0.5, gt=0, description="how often the live group's lag is read"
+    )
+    catchup_in_flight: int = Field(
+        default=1,
+        ge=1,
+        description="bulk requests the catch-up group keeps in flight (the live pods' "
+        "OPENSEARCH__MAX_IN_FLIGHT_BULKS is theirs alone)",
     )
     progress_interval_s: float = Field(
         default=5.0, gt=0, description="seconds between progress log lines (not on a terminal)"

@@ -118,3 +118,27 @@ def test_a_backlog_with_no_new_traffic_holds_until_drained_and_zero_turns_it_off
     off.observe(_probe(10_000, 1_000, at=0.0))
     off.observe(_probe(10_000, 4_000, at=2.0))
     assert not off.hold
+
+
+def test_a_live_group_stuck_behind_a_backfill_request_is_still_waited_for() -> None:
+    gate = LiveGate(3.0, stall_s=10.0, smoothing=1.0)
+    gate.observe(_probe(1_000, 500, at=0.0))
+    gate.observe(_probe(1_500, 1_000, at=1.0))  # committing, 0.5 s of traffic behind
+    assert not gate.hold
+    # its bulk is queued behind a backfill request: no commit for 4 s, lag growing
+    gate.observe(_probe(2_500, 1_000, at=3.0))
+    gate.observe(_probe(3_500, 1_000, at=5.0))
+    assert gate.behind_s == 5.0
+    assert gate.hold, "a stall shorter than stall_s is the backfill's doing: wait"
+    # nothing committed for more than stall_s: its pods are down, waiting does not help
+    gate.observe(_probe(9_500, 1_000, at=11.5))
+    assert gate.behind and not gate.hold
+
+
+def test_aimd_halves_the_page_after_waiting_for_the_live_group_and_grows_back() -> None:
+    aimd = Aimd(maximum=2_000, minimum=50, step=200)
+    assert aimd.observe(PageSignal(latency_s=1.0, live_behind=True), 2_000) == 1_000
+    assert aimd.reason == "live_behind"
+    assert aimd.observe(PageSignal(latency_s=0.5, live_behind=True), 1_000) == 500
+    sizes = [aimd.observe(PageSignal(latency_s=0.25), 500) for _ in range(3)]
+    assert sizes == [700, 900, 1_100], "additive increase once the live group keeps up"
