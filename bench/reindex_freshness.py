@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import random
+import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -41,6 +42,8 @@ WINDOW_S = 20.0
 LISTINGS = 2_000
 #: (live stream alone, then with a reindex) windows; their histograms are pooled per side
 PAIRS = 2
+#: the longest a window with a reindex is fed, however long the reindex takes
+MAX_FEED_S = 90.0
 #: seconds between the timeline's scrapes of the histogram
 TIMELINE_S = 1.0
 _FRESHNESS = "stream_indexer_freshness_seconds_bucket{"
@@ -91,8 +94,9 @@ async def _scrape(http: aiohttp.ClientSession, url: str) -> Histogram | None:
 async def _feed(
     bootstrap: str, topic: str, seconds: float, seed: int, until: asyncio.Event | None = None
 ) -> ProducedTopic:
-    """Produce `RATE` events/s for `seconds` and until `until` is set, each stamped now
-    (paced, not bursted); the topic's end offsets after the last one."""
+    """Produce `RATE` events/s for `seconds` and until `until` is set (at most `MAX_FEED_S`:
+    a catch-up that cannot outpace the feed must not hold the bench forever), each stamped
+    now (paced, not bursted); the topic's end offsets after the last one."""
     rng = random.Random(seed)
     producer = create_producer(
         None, bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=5
@@ -103,7 +107,7 @@ async def _feed(
     try:
         started = time.monotonic()
         while (elapsed := time.monotonic() - started) < seconds or (
-            until is not None and not until.is_set()
+            until is not None and not until.is_set() and elapsed < MAX_FEED_S
         ):
             due = int(elapsed * RATE) + 1
             while sent < due:
@@ -310,12 +314,19 @@ async def live_freshness(
                 await osadmin.delete_index(admin, url, f"{topic}_v{n}")
     alone_all, during_all = pooled(deltas["alone"]), pooled(deltas["during"])
     alone_q, during_q = _quantiles(alone_all), _quantiles(during_all)
+    ratios = [pair["p99_with_vs_without"] for pair in pairs]
     return {
         "rate_per_s": RATE,
         "window_s": window_s,
         "pairs": pairs,
         "without_reindex": {"observed": int(alone_all.get(float("inf"), 0)), **alone_q},
         "with_reindex": {"observed": int(during_all.get(float("inf"), 0)), **during_q},
-        "p99_with_vs_without": _ratio(during_q["p99_s"], alone_q["p99_s"]),
+        # each pair's windows are adjacent (the machine's load alike): their ratio, median
+        # over the pairs; the pooled one lets one overloaded window without a reindex hide
+        # a bad one with it, so it is kept for reference only
+        "p99_with_vs_without": (
+            round(statistics.median(ratios), 2) if None not in ratios and ratios else None
+        ),
+        "p99_pooled_with_vs_without": _ratio(during_q["p99_s"], alone_q["p99_s"]),
         "readers": readers_summary([pair["readers"] for pair in pairs]),
     }

@@ -6,8 +6,12 @@ starts from the offsets the live group had committed before the backfill read it
 resumable. It is the pipeline unchanged (`IndexerService`: decode, coalesce, hydrate,
 versioned bulk, dead letters, commits) with four settings overridden: its group, the bulk
 target (the new physical index, which no alias points to yet), no index creation, and its
-bulk requests (`REINDEX__CATCHUP_IN_FLIGHT` in flight, 1 by default, of one batch each:
-live traffic first, a live pod's bulk waits behind at most one batch of the catch-up's).
+bulk requests: `REINDEX__CATCHUP_IN_FLIGHT` in flight (2 by default) of one batch each,
+never partitions' batches combined into one larger request. Live traffic first: a live
+pod's bulk queues behind at most two catch-up batches, as behind one backfill page; two,
+not one, so that the server is not left idle while the next request is being built (with
+one, a catch-up on a loaded machine fell further behind the live stream instead of
+catching up).
 
 Poison records: the live group dead-letters every record it cannot index, so the catch-up
 group would store each one a second time. It therefore stores only the rejections the new

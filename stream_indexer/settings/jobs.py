@@ -66,7 +66,7 @@ class ReindexSettings(Section):
         default=0.5, gt=0, description="how often the live group's lag is read"
     )
     catchup_in_flight: int = Field(
-        default=1,
+        default=2,
         ge=1,
         description="bulk requests the catch-up group keeps in flight (the live pods' "
         "OPENSEARCH__MAX_IN_FLIGHT_BULKS is theirs alone)",
