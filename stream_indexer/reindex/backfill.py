@@ -155,10 +155,8 @@ class Backfill:
         """Wait while the live gate holds, at most `REINDEX__LIVE_HOLD_MAX_S` at a time;
         return "live_hold" when it held (for the throttle metric), else ""."""
         gate = self._t.live_gate
-        if gate is None or not gate.hold:
+        if gate is None or not await gate.wait(self._t.settings.reindex.live_hold_max_s):
             return ""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(gate.open.wait(), self._t.settings.reindex.live_hold_max_s)
         return "live_hold"
 
     async def _write_page(self, rows: list[SourceRow]) -> PageSignal:

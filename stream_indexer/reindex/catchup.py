@@ -21,6 +21,9 @@ schema-invalid, source-row-rejected, which do not depend on the index) is droppe
 mappings are equal, nothing is stored. Dropped letters are still counted in the catch-up's
 metrics.
 
+Live traffic first: with a live gate (a reindex's catch-up, not a rollback's replay), each of
+its bulk requests waits while the live group is behind, as the backfill's pages do.
+
 It is done catching up when its lag is within `REINDEX__CATCHUP_MAX_LAG` records of the
 live group's own lag.
 """
@@ -38,6 +41,7 @@ from stream_indexer.errors import ReindexError
 from stream_indexer.lifecycle import Lifecycle
 from stream_indexer.observability.metrics import Metrics
 from stream_indexer.reindex.offsets import LagProbe
+from stream_indexer.reindex.throttle import LiveGate
 from stream_indexer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -83,6 +87,7 @@ class CatchUp(Lifecycle):
         group_id: str,
         target_index: str,
         mappings_differ: bool,
+        live_gate: LiveGate | None = None,
     ) -> None:
         self.group_id = group_id
         self.live_group = settings.kafka.group_id
@@ -94,8 +99,16 @@ class CatchUp(Lifecycle):
             metrics,
             bulk_index=target_index,
             keep_letter=letter_filter(mappings_differ),
+            bulk_gate=None if live_gate is None else self._yield_to_live,
         )
+        self._live_gate = live_gate
         self._task: asyncio.Task[None] | None = None
+
+    async def _yield_to_live(self) -> None:
+        """Before each of its bulk requests: wait while the live group is behind (at most
+        `REINDEX__LIVE_HOLD_MAX_S` at a time, as the backfill's pages do)."""
+        if self._live_gate is not None:
+            await self._live_gate.wait(self._settings.reindex.live_hold_max_s)
 
     async def _start(self) -> None:
         committed = await self._probe.committed(self.group_id)

@@ -15,6 +15,7 @@ injected.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -209,6 +210,16 @@ class LiveGate:
     def hold(self) -> bool:
         """True while the backfill should wait for the live group."""
         return self.behind and self._progressing
+
+    async def wait(self, max_s: float) -> bool:
+        """Wait while the gate holds, at most `max_s` (a live group behind for good must
+        not stop the rebuild: one page or request goes, then it waits again); True when
+        it held."""
+        if not self.hold:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.open.wait(), max_s)
+        return True
 
 
 __all__ = ["Aimd", "LiveGate", "LiveProbe", "PageSignal", "TokenBucket"]

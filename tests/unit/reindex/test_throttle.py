@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from stream_indexer.reindex.throttle import Aimd, LiveGate, LiveProbe, PageSignal, TokenBucket
 
 
@@ -142,3 +144,16 @@ def test_aimd_halves_the_page_after_waiting_for_the_live_group_and_grows_back() 
     assert aimd.observe(PageSignal(latency_s=0.5, live_behind=True), 1_000) == 500
     sizes = [aimd.observe(PageSignal(latency_s=0.25), 500) for _ in range(3)]
     assert sizes == [700, 900, 1_100], "additive increase once the live group keeps up"
+
+
+async def test_wait_returns_at_once_when_open_and_is_bounded_when_held() -> None:
+    gate = LiveGate(3.0, smoothing=1.0)
+    assert await gate.wait(0.01) is False
+    gate.observe(_probe(2_000, 500, at=0.0))
+    gate.observe(_probe(3_000, 1_000, at=2.0))  # 4 s behind and committing: holds
+    assert gate.hold
+    assert await gate.wait(0.01) is True, "held, then let go after max_s"
+    waiter = asyncio.create_task(gate.wait(60.0))
+    await asyncio.sleep(0)
+    gate.observe(_probe(4_000, 3_900, at=4.0))  # caught up: the gate opens
+    assert await waiter is True
