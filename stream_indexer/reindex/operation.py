@@ -247,7 +247,7 @@ def _live_watch(session: Session, probe: LagProbe) -> LiveWatch:
     return LiveWatch(
         probe,
         session.live_group,
-        LiveGate(r.live_lag_max_s, stall_s=r.live_stall_s),
+        LiveGate(r.live_lag_max_s, stall_s=r.live_stall_s, hold_share=r.live_hold_share),
         interval_s=r.probe_interval_s,
         on_lag=session.reindex_metrics.live_lag.set,
     )

@@ -154,13 +154,27 @@ class LiveGate:
     requests are in its way): it committed something within the last `stall_s`. A live
     group stuck for a few seconds behind a backfill request is still one to wait for; one
     that has committed nothing for longer (its pods are down) is not helped by waiting, and
-    the backfill goes on. `max_lag_s` 0 turns the gate off.
+    the backfill goes on. Holds add up to at most `hold_share` of the gate's life (see
+    `allowance`). `max_lag_s` 0 turns the gate off.
     """
 
-    def __init__(self, max_lag_s: float, *, stall_s: float = 10.0, smoothing: float = 0.5) -> None:
+    def __init__(
+        self,
+        max_lag_s: float,
+        *,
+        stall_s: float = 10.0,
+        hold_share: float = 0.5,
+        smoothing: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_lag_s = max_lag_s
         self.stall_s = stall_s
+        self.hold_share = hold_share
         self.smoothing = smoothing
+        self._clock = clock
+        self._since = clock()
+        #: seconds spent holding so far
+        self.held_s = 0.0
         self._last: LiveProbe | None = None
         self._rate: float | None = None
         #: when the live group's commits last moved (probe time), None: not seen yet
@@ -211,14 +225,24 @@ class LiveGate:
         """True while the backfill should wait for the live group."""
         return self.behind and self._progressing
 
+    def allowance(self) -> float:
+        """Seconds the gate may still hold: its holds add up to at most `hold_share` of the
+        time since it was made, so the rebuild always gets the rest (a live group that is
+        behind for good, on a cluster too small for its traffic, must not stop it: the
+        catch-up has to outpace the live stream to finish at all)."""
+        return self.hold_share * (self._clock() - self._since) - self.held_s
+
     async def wait(self, max_s: float) -> bool:
-        """Wait while the gate holds, at most `max_s` (a live group behind for good must
-        not stop the rebuild: one page or request goes, then it waits again); True when
-        it held."""
+        """Wait while the gate holds, at most `max_s` and the allowance; True when it held."""
         if not self.hold:
             return False
+        limit = min(max_s, self.allowance())
+        if limit <= 0:
+            return False
+        started = self._clock()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.open.wait(), max_s)
+            await asyncio.wait_for(self.open.wait(), limit)
+        self.held_s += self._clock() - started
         return True
 
 

@@ -57,6 +57,13 @@ class ReindexSettings(Section):
         description="a live group that has committed nothing for this long is not waited for "
         "(its pods are down, not stuck behind the backfill)",
     )
+    live_hold_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="holds for the live group add up to at most this share of a phase's time "
+        "(the rebuild always gets the rest)",
+    )
     live_hold_max_s: float = Field(
         default=60.0,
         gt=0,

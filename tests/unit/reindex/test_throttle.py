@@ -147,7 +147,9 @@ def test_aimd_halves_the_page_after_waiting_for_the_live_group_and_grows_back() 
 
 
 async def test_wait_returns_at_once_when_open_and_is_bounded_when_held() -> None:
-    gate = LiveGate(3.0, smoothing=1.0)
+    time = FakeTime()
+    gate = LiveGate(3.0, smoothing=1.0, clock=time.clock)
+    time.now = 600.0  # long under way: the hold allowance is not what bounds these waits
     assert await gate.wait(0.01) is False
     gate.observe(_probe(2_000, 500, at=0.0))
     gate.observe(_probe(3_000, 1_000, at=2.0))  # 4 s behind and committing: holds
@@ -157,3 +159,19 @@ async def test_wait_returns_at_once_when_open_and_is_bounded_when_held() -> None
     await asyncio.sleep(0)
     gate.observe(_probe(4_000, 3_900, at=4.0))  # caught up: the gate opens
     assert await waiter is True
+
+
+async def test_holds_add_up_to_at_most_their_share_of_the_time() -> None:
+    time = FakeTime()
+    gate = LiveGate(3.0, hold_share=0.5, smoothing=1.0, clock=time.clock)
+    gate.observe(_probe(2_000, 500, at=0.0))
+    gate.observe(_probe(3_000, 1_000, at=2.0))  # behind and committing: holds
+    assert gate.hold
+    assert gate.allowance() == 0.0
+    assert await gate.wait(60.0) is False, "no time run yet: nothing to give away"
+    time.now = 10.0
+    assert gate.allowance() == 5.0
+    gate.held_s = 5.0  # held half of those 10 s already
+    assert await gate.wait(60.0) is False
+    time.now = 12.0
+    assert gate.allowance() == 1.0
