@@ -225,6 +225,7 @@ async def reindex_backfill(
         rid=rid,
         logs=logs,
         reindex=lambda env: _live_reindex(env, table, logs),
+        rate=reindex_freshness.live_rate(ceiling),
     )
     return {
         "rows": runs[0]["rows"],

@@ -237,7 +237,8 @@ def render(report: dict[str, Any]) -> str:
             f" {_n(rx.get('backfill_vs_same_shape'), 2)}x the grid point of its own request shape"
         )
         lines.append(
-            f"live freshness at {_n(fresh['rate_per_s'])} events/s, pooled over"
+            f"live freshness at {_n(fresh['rate_per_s'])} events/s (a quarter of the ceiling,"
+            f" at most 500), pooled over"
             f" {len(fresh.get('pairs', []))} pairs of windows (>= {fresh['window_s']} s; with a"
             f" reindex: as long as it runs): p50 {alone['p50_s']} s / p99 {alone['p99_s']} s"
             f" alone ({_n(alone['observed'])} events), p50 {during['p50_s']} s / p99"

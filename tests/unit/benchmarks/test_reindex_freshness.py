@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.reindex_freshness import parse_histogram, quantile, timeline
+from bench.reindex_freshness import live_rate, parse_histogram, quantile, timeline
 
 SCRAPE = """\
 # HELP stream_indexer_freshness_seconds seconds from occurred_at to acknowledged write
@@ -43,3 +43,9 @@ def test_timeline_gives_each_interval_its_own_p99() -> None:
     assert [point["t_s"] for point in out] == [1.0, 2.0]
     assert [point["acked"] for point in out] == [10, 10]
     assert out[0]["p99_s"] < 0.5 < out[1]["p99_s"]
+
+
+def test_the_live_rate_is_a_quarter_of_the_ceiling_within_bounds() -> None:
+    assert live_rate(1_200.0) == 300.0
+    assert live_rate(10_000.0) == 500.0
+    assert live_rate(100.0) == 50.0
