@@ -106,10 +106,14 @@ def cutover_pause(
         (during[first_new].at - answered_old[-1].at) / 2 if answered_old else 0.0
     )
     out["during_reindex"] = _latencies(during[:first_new])
-    out["around_switch"] = _latencies([s for s in during if abs(s.at - switch_at) <= around_s])
+    # within `around_s` of the switch, and always the two searches on either side of it
+    # (one slow search can span more than `around_s`)
+    bracket = {id(during[first_new])} | ({id(answered_old[-1])} if answered_old else set())
+    around = [s for s in during if abs(s.at - switch_at) <= around_s or id(s) in bracket]
+    out["around_switch"] = _latencies(around)
     out["around_s"] = around_s
     # the longest time a reader went without an answer across the switch
-    ends = [s.at + s.took_s for s in during if not s.error and abs(s.at - switch_at) <= around_s]
+    ends = [s.at + s.took_s for s in around if not s.error]
     gaps = [b - a for a, b in itertools.pairwise(ends)]
     out["longest_gap_ms"] = round(max(gaps) * 1000, 1) if gaps else None
     return out

@@ -40,3 +40,11 @@ def test_errors_are_counted_and_a_missing_switch_is_said() -> None:
     assert out["switched"] is False
     assert "around_switch" not in out
     assert out["during_reindex"]["errors"] == 1
+
+
+def test_a_slow_search_across_the_switch_is_counted_around_it() -> None:
+    during = [Search(0.0, 0.01, "a_v1", False), Search(0.1, 3.0, "a_v1", False)]
+    during += [Search(3.2, 0.01, "a_v2", False)]
+    out = cutover_pause([], during, "a_v2", around_s=1.0)
+    assert out["around_switch"]["max_ms"] == 3000.0
+    assert out["around_switch"]["searches"] == 2
