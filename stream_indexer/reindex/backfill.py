@@ -151,6 +151,20 @@ class Backfill:
             if len(rows) > size:  # the AIMD shrank the page while this one was read
                 rows = rows[:size]
 
+    async def slow_start_with_live_traffic(self) -> None:
+        """Before the first page: wait for the live watch's first rate (two readings), and
+        when the live topic is being written to, start with small pages (`Aimd.slow_start`);
+        a quiet topic gets full pages from the first."""
+        gate = self._t.live_gate
+        if gate is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                gate.rated.wait(), 2 * self._t.settings.reindex.probe_interval_s + 2
+            )
+        if gate.live_traffic:
+            self.aimd.slow_start()
+
     async def _wait_for_live(self) -> str:
         """Wait while the live gate holds, at most `REINDEX__LIVE_HOLD_MAX_S` at a time;
         return "live_hold" when it held (for the throttle metric), else ""."""

@@ -228,6 +228,7 @@ async def _backfill(session: Session, current: ReindexRun, options: RunOptions) 
             session.reindex_metrics.tombstones_carried.set(carried)
         if current.source == "postgres":
             await stack.enter_async_context(watch)
+            await backfill.slow_start_with_live_traffic()
             reporter.restart_rate(current.rows_done)
             async with SourceScanner(settings.source_dsn, settings.source) as scanner:
                 await backfill.copy_rows(scanner)

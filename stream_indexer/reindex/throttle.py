@@ -98,6 +98,8 @@ class Aimd:
         self.lag_growth = lag_growth
         self.step = step if step is not None else max(1, maximum // 10)
         self.size = maximum
+        #: doubling after each good page until the first decrease (see `slow_start`)
+        self.slow = False
         #: the best latency per document seen: "rising latency" is measured against it
         self._best_per_doc: float | None = None
         self._last_lag: int | None = None
@@ -127,10 +129,21 @@ class Aimd:
         if reason:
             self.size = max(self.minimum, self.size // 2)
             self.decreases += 1
+            self.slow = False
+        elif self.slow:
+            self.size = min(self.maximum, self.size * 2)
+            self.slow = self.size < self.maximum
         else:
             self.size = min(self.maximum, self.size + self.step)
         self.reason = reason
         return self.size
+
+    def slow_start(self, divisor: int = 8) -> None:
+        """Begin at 1/`divisor` of the maximum and double after each good page (as TCP's
+        slow start): with live traffic on the cluster, the first pages find out how it
+        copes before full-size requests are in flight, which cannot be recalled."""
+        self.size = max(self.minimum, self.maximum // divisor)
+        self.slow = self.size < self.maximum
 
 
 @dataclass(slots=True)
@@ -181,6 +194,8 @@ class LiveGate:
         self._progress_at: float | None = None
         self._progressing = False
         self.behind_s: float = 0.0
+        #: set once two readings gave the live topic's produce rate
+        self.rated = asyncio.Event()
         #: set whenever the gate does not hold: the backfill waits on it
         self.open = asyncio.Event()
         self.open.set()
@@ -203,6 +218,7 @@ class LiveGate:
             if self._rate is None
             else (self.smoothing * rate + (1 - self.smoothing) * self._rate)
         )
+        self.rated.set()
         if probe.committed > last.committed:
             self._progress_at = probe.at
         self._progressing = (
@@ -214,6 +230,11 @@ class LiveGate:
             self.behind_s = probe.lag / self._rate
         else:
             self.behind_s = float("inf")  # a backlog with no new traffic: all of it is behind
+
+    @property
+    def live_traffic(self) -> bool:
+        """The live topic is being written to (known after two readings)."""
+        return self._rate is not None and self._rate > 0
 
     @property
     def behind(self) -> bool:

@@ -175,3 +175,29 @@ async def test_holds_add_up_to_at_most_their_share_of_the_time() -> None:
     assert await gate.wait(60.0) is False
     time.now = 12.0
     assert gate.allowance() == 1.0
+
+
+def test_slow_start_doubles_until_full_or_the_first_decrease() -> None:
+    aimd = Aimd(maximum=2_000, minimum=50, step=200)
+    aimd.slow_start()
+    assert aimd.size == 250 and aimd.slow
+    sizes = [aimd.observe(PageSignal(latency_s=0.1), aimd.size) for _ in range(3)]
+    assert sizes == [500, 1_000, 2_000]
+    assert not aimd.slow, "full size: additive from here"
+    again = Aimd(maximum=2_000, minimum=50, step=200)
+    again.slow_start()
+    again.observe(PageSignal(latency_s=0.1), 250)  # 500
+    assert again.observe(PageSignal(latency_s=0.1, live_behind=True), 500) == 250
+    assert again.observe(PageSignal(latency_s=0.05), 250) == 450, "additive after a decrease"
+
+
+def test_the_gate_says_whether_the_live_topic_has_traffic_once_rated() -> None:
+    quiet = LiveGate(3.0, smoothing=1.0)
+    quiet.observe(_probe(0, 0, at=0.0))
+    assert not quiet.rated.is_set()
+    quiet.observe(_probe(0, 0, at=0.5))
+    assert quiet.rated.is_set() and not quiet.live_traffic
+    busy = LiveGate(3.0, smoothing=1.0)
+    busy.observe(_probe(100, 100, at=0.0))
+    busy.observe(_probe(350, 300, at=0.5))
+    assert busy.live_traffic
