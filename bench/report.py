@@ -15,6 +15,7 @@ TARGETS: tuple[tuple[str, str, str, float], ...] = (
     ("e2e_vs_bulk_ceiling", "end to end / bulk ceiling", ">=", 0.9),
     ("reindex_backfill_vs_bulk_ceiling", "reindex backfill / its bulk ceiling", ">=", 0.9),
     ("reindex_freshness_p99_ratio", "live freshness p99, reindex / none", "<=", 1.5),
+    ("reindex_cutover_reader_errors", "reindex: reader errors through cutover", "<=", 0),
     ("cpu_us_per_event", "indexer CPU µs per event", "<=", 12.0),
     ("e2e_vs_old_design", "end to end / old design", ">=", 5.0),
     ("rss_ratio", "max RSS, large / small backlog", "<=", 1.2),
@@ -74,6 +75,10 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
         "reindex_freshness_p99_ratio": results.get("reindex", {})
         .get("freshness", {})
         .get("p99_with_vs_without"),
+        "reindex_cutover_reader_errors": results.get("reindex", {})
+        .get("freshness", {})
+        .get("readers", {})
+        .get("errors"),
         "e2e_vs_old_design": round(e2e / old, 2) if e2e and old else None,
         "rss_ratio": round(large / small, 3) if large and small else None,
         "zero_cost_vs_baseline": results.get("zero_cost", {}).get("rate_vs_baseline"),
@@ -100,6 +105,46 @@ def _n(value: Any, digits: int = 0) -> str:
     if isinstance(value, int | float):
         return f"{value:,.{digits}f}"
     return str(value)
+
+
+def _cutover_lines(fresh: dict[str, Any]) -> list[str]:
+    """Per reindex: the live freshness of its pair of windows and what a reader searching
+    the alias saw around the switch, against its latency before."""
+
+    def ms(part: dict[str, Any]) -> str:
+        return (
+            f"p50 {_n(part.get('p50_ms'), 1)} / p99 {_n(part.get('p99_ms'), 1)} / max "
+            f"{_n(part.get('max_ms'), 1)} ms ({_n(part.get('searches'))})"
+        )
+
+    lines = []
+    for n, pair in enumerate(fresh.get("pairs", []), 1):
+        alone, during, readers = pair["without_reindex"], pair["with_reindex"], pair["readers"]
+        lines.append(
+            f"  reindex {n} ({during['reindex']['wall_s']} s, backfill"
+            f" {_n(during['reindex'].get('backfill_docs_per_s'))} docs/s): freshness p50/p99"
+            f" {alone['p50_s']}/{alone['p99_s']} s alone, {during['p50_s']}/{during['p99_s']} s"
+            f" with it (ratio {pair['p99_with_vs_without']}); reader errors {readers['errors']}"
+        )
+        lines.append(f"    reader before the reindex {ms(readers['before_reindex'])}")
+        lines.append(f"    reader during it, before the switch {ms(readers['during_reindex'])}")
+        around = readers.get("around_switch")
+        lines.append(
+            f"    reader within {readers['around_s']} s of the switch {ms(around)}, longest wait"
+            f" {_n(readers.get('longest_gap_ms'), 1)} ms"
+            if around is not None
+            else "    the new index never answered the reader (no switch seen)"
+        )
+    summary = fresh.get("readers")
+    if summary:
+        lines.append(
+            f"cutover seen by readers: {summary['errors']} errors over {summary['reindexes']}"
+            f" reindexes ({summary['switches_seen']} switches seen); worst search within 1 s of"
+            f" a switch {_n(summary['around_max_ms'], 1)} ms, reader p99 before a reindex"
+            f" {_n(summary['before_p99_ms'], 1)} ms, during one {_n(summary['during_p99_ms'], 1)}"
+            " ms"
+        )
+    return lines
 
 
 def render(report: dict[str, Any]) -> str:
@@ -133,8 +178,8 @@ def render(report: dict[str, Any]) -> str:
         "reindex backfill (source table -> index)",
         "reindex",
         "rows",
-        f"bulk ceiling of the same rows {_n(rx.get('ceiling_docs_per_s'))} docs/s "
-        f"(batch {(rx.get('ceiling_best') or {}).get('batch_size')} x "
+        f"median; bulk ceiling of the same rows {_n(rx.get('ceiling_docs_per_s'))} docs/s "
+        f"(median, batch {(rx.get('ceiling_best') or {}).get('batch_size')} x "
         f"{(rx.get('ceiling_best') or {}).get('in_flight')})",
     )
     e2e = r.get("end_to_end", {})
@@ -185,15 +230,23 @@ def render(report: dict[str, Any]) -> str:
     if fresh:
         alone, during = fresh["without_reindex"], fresh["with_reindex"]
         lines.append(
-            f"reindex: backfill runs {[run['events_per_s'] for run in rx['backfill_runs']]} docs/s,"
+            f"reindex: backfill runs {[run['events_per_s'] for run in rx['backfill_runs']]} docs/s"
+            f" alternated with ceiling passes {rx.get('ceiling_repeats')} docs/s (medians"
+            f" compared); best backfill / best grid point"
+            f" {_n(rx.get('best_backfill_vs_best_grid_point'), 2)}x;"
             f" {_n(rx.get('backfill_vs_same_shape'), 2)}x the grid point of its own request shape"
         )
         lines.append(
-            f"live freshness at {_n(fresh['rate_per_s'])} events/s, {fresh['window_s']} s windows:"
-            f" p50 {alone['p50_s']} s / p99 {alone['p99_s']} s alone, p50 {during['p50_s']} s /"
-            f" p99 {during['p99_s']} s with a reindex running ({during['reindex']['wall_s']} s);"
-            f" p99 ratio {fresh['p99_with_vs_without']} (target <= 1.5)"
+            f"live freshness at {_n(fresh['rate_per_s'])} events/s (a quarter of the ceiling,"
+            f" at most 500), pooled over"
+            f" {len(fresh.get('pairs', []))} pairs of windows (>= {fresh['window_s']} s; with a"
+            f" reindex: as long as it runs): p50 {alone['p50_s']} s / p99 {alone['p99_s']} s"
+            f" alone ({_n(alone['observed'])} events), p50 {during['p50_s']} s / p99"
+            f" {during['p99_s']} s with a reindex running ({_n(during['observed'])} events):"
+            f" pooled p99 ratio {fresh.get('p99_pooled_with_vs_without')}; median of the pairs'"
+            f" ratios {fresh['p99_with_vs_without']} (target <= 1.5)"
         )
+        lines += _cutover_lines(fresh)
     if "index_check" in r:
         c = r["index_check"]
         lines.append(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
@@ -60,13 +60,20 @@ class IndexerService(Lifecycle):
         *,
         bulk_index: str | None = None,
         keep_letter: Callable[[DeadLetter], bool] | None = None,
+        bulk_gate: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """`bulk_index` / `keep_letter`: a reindex's catch-up group (see `Wiring`)."""
+        """`bulk_index` / `keep_letter` / `bulk_gate`: a reindex's catch-up group (see
+        `Wiring`)."""
         self.settings = settings
         self.metrics = metrics or Metrics()
         self._stopping = asyncio.Event()
         self.wiring = Wiring(
-            settings, self.metrics, self._stopping, bulk_index=bulk_index, keep_letter=keep_letter
+            settings,
+            self.metrics,
+            self._stopping,
+            bulk_index=bulk_index,
+            keep_letter=keep_letter,
+            bulk_gate=bulk_gate,
         )
         self.health = Health(
             stall_timeout_s=settings.metrics.stall_timeout_s,

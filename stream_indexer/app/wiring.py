@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -56,8 +56,10 @@ class Wiring(Lifecycle):
         *,
         bulk_index: str | None = None,
         keep_letter: Callable[[DeadLetter], bool] | None = None,
+        bulk_gate: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """`bulk_index` and `keep_letter` serve a reindex's catch-up group: it writes the
+        """`bulk_index`, `keep_letter` and `bulk_gate` (awaited before each bulk request:
+        live traffic first) serve a reindex's catch-up group: it writes the
         index being built and stores only the dead letters the live group cannot have."""
         self.settings = settings
         self.metrics = metrics
@@ -76,6 +78,7 @@ class Wiring(Lifecycle):
                 if opensearch.adaptive_concurrency
                 else None
             ),
+            gate=bulk_gate,
         )
         retry = settings.retry
         self.circuit = CircuitBreaker(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,8 +57,13 @@ class BulkAssembler(Lifecycle):
         max_docs: int,
         max_bytes: int,
         controller: ConcurrencyController | None = None,
+        gate: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """`gate`, when given, is awaited before each request goes out (a reindex's
+        catch-up waits there while the live group is behind); batches that arrive
+        meanwhile join the request, up to the limits."""
         self._sink = sink
+        self._gate = gate
         self._metrics = metrics
         self._max_in_flight = max_in_flight
         self._controller = controller
@@ -107,6 +113,8 @@ class BulkAssembler(Lifecycle):
             while not (self._in_flight < self.limit and self._ready_to_send()):
                 self._wake.clear()
                 await self._wake.wait()
+            if self._gate is not None:
+                await self._gate()
             # one turn of the event loop: workers that are ready right now reach send()
             # and join this request instead of trailing it in the next one
             await asyncio.sleep(0)

@@ -139,8 +139,9 @@ class Backfill:
             try:
                 signal = await self._write_page(rows)
                 signal.live_lag = t.live_lag()
+                signal.live_behind = bool(held) or (t.live_gate is not None and t.live_gate.behind)
                 size = self.aimd.observe(signal, len(rows))
-                await t.on_page(len(rows), size, self.aimd.reason or held)
+                await t.on_page(len(rows), size, held or self.aimd.reason)
             except BaseException:
                 upcoming.cancel()
                 with contextlib.suppress(BaseException):
@@ -150,14 +151,26 @@ class Backfill:
             if len(rows) > size:  # the AIMD shrank the page while this one was read
                 rows = rows[:size]
 
+    async def slow_start_with_live_traffic(self) -> None:
+        """Before the first page: wait for the live watch's first rate (two readings), and
+        when the live topic is being written to, start with small pages (`Aimd.slow_start`);
+        a quiet topic gets full pages from the first."""
+        gate = self._t.live_gate
+        if gate is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                gate.rated.wait(), 2 * self._t.settings.reindex.probe_interval_s + 2
+            )
+        if gate.live_traffic:
+            self.aimd.slow_start()
+
     async def _wait_for_live(self) -> str:
         """Wait while the live gate holds, at most `REINDEX__LIVE_HOLD_MAX_S` at a time;
         return "live_hold" when it held (for the throttle metric), else ""."""
         gate = self._t.live_gate
-        if gate is None or not gate.hold:
+        if gate is None or not await gate.wait(self._t.settings.reindex.live_hold_max_s):
             return ""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(gate.open.wait(), self._t.settings.reindex.live_hold_max_s)
         return "live_hold"
 
     async def _write_page(self, rows: list[SourceRow]) -> PageSignal:

@@ -4,8 +4,14 @@ The catch-up group (`<group>.reindex.<run id>`; `<group>.rollback.<run id>` for 
 starts from the offsets the live group had committed before the backfill read its first row
 (committed for it beforehand, see `offsets.py`), and from then on its own commits make it
 resumable. It is the pipeline unchanged (`IndexerService`: decode, coalesce, hydrate,
-versioned bulk, dead letters, commits) with three settings overridden: its group, the bulk
-target (the new physical index, which no alias points to yet) and no index creation.
+versioned bulk, dead letters, commits) with four settings overridden: its group, the bulk
+target (the new physical index, which no alias points to yet), no index creation, and its
+bulk requests: `REINDEX__CATCHUP_IN_FLIGHT` in flight (2 by default) of one batch each,
+never partitions' batches combined into one larger request. Live traffic first: a live
+pod's bulk queues behind at most two catch-up batches, as behind one backfill page; two,
+not one, so that the server is not left idle while the next request is being built (with
+one, a catch-up on a loaded machine fell further behind the live stream instead of
+catching up).
 
 Poison records: the live group dead-letters every record it cannot index, so the catch-up
 group would store each one a second time. It therefore stores only the rejections the new
@@ -14,6 +20,9 @@ letters (labelled with the catch-up group) are kept and every other class (undec
 schema-invalid, source-row-rejected, which do not depend on the index) is dropped; when the
 mappings are equal, nothing is stored. Dropped letters are still counted in the catch-up's
 metrics.
+
+Live traffic first: with a live gate (a reindex's catch-up, not a rollback's replay), each of
+its bulk requests waits while the live group is behind, as the backfill's pages do.
 
 It is done catching up when its lag is within `REINDEX__CATCHUP_MAX_LAG` records of the
 live group's own lag.
@@ -32,6 +41,7 @@ from stream_indexer.errors import ReindexError
 from stream_indexer.lifecycle import Lifecycle
 from stream_indexer.observability.metrics import Metrics
 from stream_indexer.reindex.offsets import LagProbe
+from stream_indexer.reindex.throttle import LiveGate
 from stream_indexer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,6 +63,10 @@ def catchup_settings(settings: Settings, group_id: str) -> Settings:
     copy.kafka.group_id = group_id
     copy.kafka.auto_offset_reset = "earliest"
     copy.opensearch.create_index = False
+    # live traffic first: a live bulk queues behind fewer and smaller catch-up requests
+    # (one batch each: partitions' batches are not combined into one larger request)
+    copy.opensearch.max_in_flight_bulks = settings.reindex.catchup_in_flight
+    copy.opensearch.bulk_max_docs = min(copy.opensearch.bulk_max_docs, copy.batch.max_records)
     copy.metrics.enabled = False
     return copy
 
@@ -73,6 +87,7 @@ class CatchUp(Lifecycle):
         group_id: str,
         target_index: str,
         mappings_differ: bool,
+        live_gate: LiveGate | None = None,
     ) -> None:
         self.group_id = group_id
         self.live_group = settings.kafka.group_id
@@ -84,8 +99,16 @@ class CatchUp(Lifecycle):
             metrics,
             bulk_index=target_index,
             keep_letter=letter_filter(mappings_differ),
+            bulk_gate=None if live_gate is None else self._yield_to_live,
         )
+        self._live_gate = live_gate
         self._task: asyncio.Task[None] | None = None
+
+    async def _yield_to_live(self) -> None:
+        """Before each of its bulk requests: wait while the live group is behind (at most
+        `REINDEX__LIVE_HOLD_MAX_S` at a time, as the backfill's pages do)."""
+        if self._live_gate is not None:
+            await self._live_gate.wait(self._settings.reindex.live_hold_max_s)
 
     async def _start(self) -> None:
         committed = await self._probe.committed(self.group_id)

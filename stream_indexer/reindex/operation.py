@@ -10,7 +10,6 @@ back and `admin.py` for abort, cleanup and status.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -38,10 +37,11 @@ from stream_indexer.opensearch.writer import BulkWriter
 from stream_indexer.pipeline.source_scan import SourceScanner
 from stream_indexer.reindex.backfill import Backfill, BackfillTools
 from stream_indexer.reindex.catchup import CatchUp
-from stream_indexer.reindex.offsets import commit_group_offsets, group_offsets, total_lag
+from stream_indexer.reindex.live_watch import LiveWatch
+from stream_indexer.reindex.offsets import LagProbe, commit_group_offsets, group_offsets
 from stream_indexer.reindex.session import Session
 from stream_indexer.reindex.state import ReindexRun, RunLock
-from stream_indexer.reindex.throttle import LiveGate, LiveProbe
+from stream_indexer.reindex.throttle import LiveGate
 
 log = logging.getLogger(__name__)
 
@@ -172,33 +172,8 @@ async def _backfill(session: Session, current: ReindexRun, options: RunOptions) 
     await _ensure_new_index(session, current)
     reporter.set_phase("backfill")
     max_rate = options.max_rate if options.max_rate is not None else settings.reindex.max_rate
-    probe = await session.start_probe()
+    watch = _live_watch(session, await session.start_probe())
     last_check = time.monotonic()
-
-    latest_lag: list[int | None] = [None]
-    live_gate = LiveGate(settings.reindex.live_lag_max_s)
-
-    async def probe_live_lag() -> None:
-        """The live group's lag every probe interval, off the backfill's path."""
-        while True:
-            try:
-                ends = await probe.highwaters()
-                committed = await probe.committed(session.live_group)
-                lag = total_lag(ends, committed)
-                live_gate.observe(
-                    LiveProbe(
-                        produced=sum(ends.values()),
-                        committed=sum(committed.values()),
-                        lag=lag,
-                        at=time.monotonic(),
-                    )
-                )
-                latest_lag[0] = lag
-                session.reindex_metrics.live_lag.set(lag)
-            except Exception as exc:  # a probe failing must not stop the backfill
-                log.warning("live group lag unavailable: %s", exc)
-                latest_lag[0] = None
-            await asyncio.sleep(settings.reindex.probe_interval_s)
 
     async def on_page(rows: int, next_size: int, reason: str) -> None:
         nonlocal last_check
@@ -242,8 +217,8 @@ async def _backfill(session: Session, current: ReindexRun, options: RunOptions) 
             dead_letters=await _dead_letter_writer(session, stack),
             metrics=session.metrics,
             policy=policy,
-            live_lag=lambda: latest_lag[0],
-            live_gate=live_gate,
+            live_lag=lambda: watch.latest_lag,
+            live_gate=watch.gate,
             on_page=on_page,
             redactor=Redactor(settings.dlq.redact_drop_fields, settings.dlq.redact_hash_fields),
         )
@@ -252,8 +227,8 @@ async def _backfill(session: Session, current: ReindexRun, options: RunOptions) 
             carried = await backfill.carry_tombstones()
             session.reindex_metrics.tombstones_carried.set(carried)
         if current.source == "postgres":
-            prober = asyncio.create_task(probe_live_lag(), name="reindex-live-lag")
-            stack.push_async_callback(_cancel, prober)
+            await stack.enter_async_context(watch)
+            await backfill.slow_start_with_live_traffic()
             reporter.restart_rate(current.rows_done)
             async with SourceScanner(settings.source_dsn, settings.source) as scanner:
                 await backfill.copy_rows(scanner)
@@ -266,10 +241,17 @@ async def _backfill(session: Session, current: ReindexRun, options: RunOptions) 
         raise ReindexError(f"reindex run {current.id} was aborted")
 
 
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+def _live_watch(session: Session, probe: LagProbe) -> LiveWatch:
+    """The live group read every probe interval: the gate the backfill's pages and the
+    catch-up's requests wait on, and the live-lag gauge."""
+    r = session.settings.reindex
+    return LiveWatch(
+        probe,
+        session.live_group,
+        LiveGate(r.live_lag_max_s, stall_s=r.live_stall_s, hold_share=r.live_hold_share),
+        interval_s=r.probe_interval_s,
+        on_lag=session.reindex_metrics.live_lag.set,
+    )
 
 
 async def _dead_letter_writer(session: Session, stack: AsyncExitStack) -> DeadLetterWriter:
@@ -295,14 +277,16 @@ async def _catch_up_and_cut_over(
 ) -> None:
     store, reporter = session.store, session.reporter
     reporter.set_phase(current.phase)
+    watch = _live_watch(session, await session.start_probe())
     catch, on_lag = await replay_into(
         session,
         current,
         group_id=catchup_group(session.live_group, current.id),
         target_index=current.new_index,
         other_index=current.old_index,
+        live_gate=watch.gate,
     )
-    async with catch:
+    async with watch, catch:
         if current.phase == "catchup":
             await catch.until_near(on_lag)
             if not options.cutover:
@@ -331,6 +315,7 @@ async def replay_into(
     group_id: str,
     target_index: str,
     other_index: str | None,
+    live_gate: LiveGate | None = None,
 ) -> tuple[CatchUp, Callable[[int, int], Awaitable[None]]]:
     """A consumer group replaying the topic into `target_index` (the catch-up, or a
     rollback's replay into the old index), and the lag callback that records its progress
@@ -349,6 +334,7 @@ async def replay_into(
         group_id=group_id,
         target_index=target_index,
         mappings_differ=await mappings_differ(session, other_index, target_index),
+        live_gate=live_gate,
     )
     return catch, on_lag
 

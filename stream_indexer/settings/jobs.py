@@ -51,13 +51,32 @@ class ReindexSettings(Section):
         description="hold the backfill while the live group is more than this many seconds "
         "of its traffic behind and committing; 0: never hold",
     )
+    live_stall_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="a live group that has committed nothing for this long is not waited for "
+        "(its pods are down, not stuck behind the backfill)",
+    )
+    live_hold_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="holds for the live group add up to at most this share of a phase's time "
+        "(the rebuild always gets the rest)",
+    )
     live_hold_max_s: float = Field(
         default=60.0,
         gt=0,
         description="the longest one hold for the live group lasts before a page goes anyway",
     )
     probe_interval_s: float = Field(
-        default=2.0, gt=0, description="how often the live group's lag is read"
+        default=0.5, gt=0, description="how often the live group's lag is read"
+    )
+    catchup_in_flight: int = Field(
+        default=2,
+        ge=1,
+        description="bulk requests the catch-up group keeps in flight (the live pods' "
+        "OPENSEARCH__MAX_IN_FLIGHT_BULKS is theirs alone)",
     )
     progress_interval_s: float = Field(
         default=5.0, gt=0, description="seconds between progress log lines (not on a terminal)"

@@ -100,6 +100,39 @@ async def test_small_batches_wait_for_the_request_in_flight_instead_of_a_new_one
         await assembler.stop()
 
 
+async def test_a_gate_holds_every_request_and_batches_that_wait_go_out_together() -> None:
+    sink = _GatedSink()
+    sink.gate.set()  # the sink answers at once; the assembler's own gate holds
+    held = asyncio.Event()
+    opened = asyncio.Event()
+
+    async def gate() -> None:
+        held.set()
+        await opened.wait()
+
+    assembler = BulkAssembler(
+        sink,  # type: ignore[arg-type]
+        Metrics(CollectorRegistry()),
+        max_in_flight=2,
+        max_docs=100,
+        max_bytes=1 << 20,
+        gate=gate,
+    )
+    await assembler.start()
+    try:
+        first = asyncio.create_task(assembler.send(_writes(1, 2)))
+        await held.wait()
+        later = [asyncio.create_task(assembler.send(_writes(i, i + 10))) for i in (3, 4)]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert sink.sizes == [], "a request went out while the gate held"
+        opened.set()
+        await asyncio.gather(first, *later)
+        assert sink.sizes == [6]
+    finally:
+        await assembler.stop()
+
+
 class _BlackholedSink:
     """A sink whose bulk requests are never answered (connections swallowed)."""
 

@@ -120,6 +120,16 @@ def test_catch_up_settings_override_the_group_and_never_create_an_index() -> Non
     assert live.kafka.group_id == "live" and live.opensearch.create_index is True
 
 
+def test_the_catch_up_keeps_two_batch_sized_requests_in_flight_live_pods_keep_theirs() -> None:
+    live = load_settings({"opensearch.max_in_flight_bulks": 4, "batch.max_records": 800})
+    copy = catchup_settings(live, "live.reindex.3")
+    assert copy.opensearch.max_in_flight_bulks == 2
+    assert copy.opensearch.bulk_max_docs == 800, "partitions' batches are not combined"
+    assert live.opensearch.max_in_flight_bulks == 4
+    one = load_settings({"reindex.catchup_in_flight": 1})
+    assert catchup_settings(one, "g").opensearch.max_in_flight_bulks == 1
+
+
 def test_lock_ids_differ_per_alias_and_fit_a_bigint() -> None:
     assert lock_id("a") != lock_id("b")
     assert 0 < lock_id("marketplace_listings") < 2**63

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from stream_indexer.reindex.throttle import Aimd, LiveGate, LiveProbe, PageSignal, TokenBucket
 
 
@@ -118,3 +120,84 @@ def test_a_backlog_with_no_new_traffic_holds_until_drained_and_zero_turns_it_off
     off.observe(_probe(10_000, 1_000, at=0.0))
     off.observe(_probe(10_000, 4_000, at=2.0))
     assert not off.hold
+
+
+def test_a_live_group_stuck_behind_a_backfill_request_is_still_waited_for() -> None:
+    gate = LiveGate(3.0, stall_s=10.0, smoothing=1.0)
+    gate.observe(_probe(1_000, 500, at=0.0))
+    gate.observe(_probe(1_500, 1_000, at=1.0))  # committing, 0.5 s of traffic behind
+    assert not gate.hold
+    # its bulk is queued behind a backfill request: no commit for 4 s, lag growing
+    gate.observe(_probe(2_500, 1_000, at=3.0))
+    gate.observe(_probe(3_500, 1_000, at=5.0))
+    assert gate.behind_s == 5.0
+    assert gate.hold, "a stall shorter than stall_s is the backfill's doing: wait"
+    # nothing committed for more than stall_s: its pods are down, waiting does not help
+    gate.observe(_probe(9_500, 1_000, at=11.5))
+    assert gate.behind and not gate.hold
+
+
+def test_aimd_halves_the_page_after_waiting_for_the_live_group_and_grows_back() -> None:
+    aimd = Aimd(maximum=2_000, minimum=50, step=200)
+    assert aimd.observe(PageSignal(latency_s=1.0, live_behind=True), 2_000) == 1_000
+    assert aimd.reason == "live_behind"
+    assert aimd.observe(PageSignal(latency_s=0.5, live_behind=True), 1_000) == 500
+    sizes = [aimd.observe(PageSignal(latency_s=0.25), 500) for _ in range(3)]
+    assert sizes == [700, 900, 1_100], "additive increase once the live group keeps up"
+
+
+async def test_wait_returns_at_once_when_open_and_is_bounded_when_held() -> None:
+    time = FakeTime()
+    gate = LiveGate(3.0, smoothing=1.0, clock=time.clock)
+    time.now = 600.0  # long under way: the hold allowance is not what bounds these waits
+    assert await gate.wait(0.01) is False
+    gate.observe(_probe(2_000, 500, at=0.0))
+    gate.observe(_probe(3_000, 1_000, at=2.0))  # 4 s behind and committing: holds
+    assert gate.hold
+    assert await gate.wait(0.01) is True, "held, then let go after max_s"
+    waiter = asyncio.create_task(gate.wait(60.0))
+    await asyncio.sleep(0)
+    gate.observe(_probe(4_000, 3_900, at=4.0))  # caught up: the gate opens
+    assert await waiter is True
+
+
+async def test_holds_add_up_to_at_most_their_share_of_the_time() -> None:
+    time = FakeTime()
+    gate = LiveGate(3.0, hold_share=0.5, smoothing=1.0, clock=time.clock)
+    gate.observe(_probe(2_000, 500, at=0.0))
+    gate.observe(_probe(3_000, 1_000, at=2.0))  # behind and committing: holds
+    assert gate.hold
+    assert gate.allowance() == 0.0
+    assert await gate.wait(60.0) is False, "no time run yet: nothing to give away"
+    time.now = 10.0
+    assert gate.allowance() == 5.0
+    gate.held_s = 5.0  # held half of those 10 s already
+    assert await gate.wait(60.0) is False
+    time.now = 12.0
+    assert gate.allowance() == 1.0
+
+
+def test_slow_start_doubles_until_full_or_the_first_decrease() -> None:
+    aimd = Aimd(maximum=2_000, minimum=50, step=200)
+    aimd.slow_start()
+    assert aimd.size == 250 and aimd.slow
+    sizes = [aimd.observe(PageSignal(latency_s=0.1), aimd.size) for _ in range(3)]
+    assert sizes == [500, 1_000, 2_000]
+    assert not aimd.slow, "full size: additive from here"
+    again = Aimd(maximum=2_000, minimum=50, step=200)
+    again.slow_start()
+    again.observe(PageSignal(latency_s=0.1), 250)  # 500
+    assert again.observe(PageSignal(latency_s=0.1, live_behind=True), 500) == 250
+    assert again.observe(PageSignal(latency_s=0.05), 250) == 450, "additive after a decrease"
+
+
+def test_the_gate_says_whether_the_live_topic_has_traffic_once_rated() -> None:
+    quiet = LiveGate(3.0, smoothing=1.0)
+    quiet.observe(_probe(0, 0, at=0.0))
+    assert not quiet.rated.is_set()
+    quiet.observe(_probe(0, 0, at=0.5))
+    assert quiet.rated.is_set() and not quiet.live_traffic
+    busy = LiveGate(3.0, smoothing=1.0)
+    busy.observe(_probe(100, 100, at=0.0))
+    busy.observe(_probe(350, 300, at=0.5))
+    assert busy.live_traffic
