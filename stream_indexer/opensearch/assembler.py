@@ -10,7 +10,8 @@ item by item, so each partition's retry and commit logic stays its own.
 A request also waits for the batches already on their way: a worker `announce()`s a batch
 when it starts lingering over or preparing it (decoding, hydrating) and `withdraw()`s the
 announcement when the batch is queued (or needs no request). A free slot takes the queue
-once every batch announced before it looked is queued, or after `GATHER_MAX_S`. Under a
+once every batch announced before it looked is queued, or after `GATHER_MAX_S` (a batch
+that outlives that wait is not waited for again). Under a
 backlog that turns the partitions' batches, which finish decoding one after another, into
 one request instead of a small one and a trailing one; under light traffic it waits at most
 one linger. Only batches announced before the wait began are awaited, so a steady trickle
@@ -87,6 +88,8 @@ class BulkAssembler(Lifecycle):
         #: batches announced and not yet queued: announcement number -> None (in order)
         self._announced: dict[int, None] = {}
         self._announcements = 0
+        #: announcements up to this number outlived a wait: no request waits for them again
+        self._overdue = 0
         metrics.bulk_concurrency_limit.set(self.limit)
 
     @property
@@ -173,15 +176,16 @@ class BulkAssembler(Lifecycle):
     async def _gather(self) -> None:
         """Wait (at most `GATHER_MAX_S`) for the batches announced until now to be queued,
         unless the queue already fills a request."""
-        if not self._announced:
-            return
         last = self._announcements
         deadline = time.monotonic() + GATHER_MAX_S
-        while self._announced and next(iter(self._announced)) <= last:
+        while any(self._overdue < n <= last for n in self._announced):
             if sum(s.count for s in self._queue) >= self._max_docs:
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                # a batch this late is stuck (its source is down): later requests do not
+                # wait for it again
+                self._overdue = last
                 return
             self._wake.clear()
             with contextlib.suppress(TimeoutError):

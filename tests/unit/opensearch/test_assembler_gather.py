@@ -107,3 +107,19 @@ async def test_the_wait_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         assert sink.sizes == [1]
     finally:
         await assembler.stop()
+
+
+async def test_a_batch_that_outlived_one_wait_holds_no_later_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(assembler_module, "GATHER_MAX_S", 0.05)
+    sink = _Sink()
+    assembler = await _started(sink)
+    try:
+        assembler.announce()  # stuck for good
+        await asyncio.wait_for(assembler.send(_writes(1)), 5)
+        monkeypatch.setattr(assembler_module, "GATHER_MAX_S", 60.0)
+        await asyncio.wait_for(assembler.send(_writes(2)), 5)
+        assert sink.sizes == [1, 1]
+    finally:
+        await assembler.stop()
