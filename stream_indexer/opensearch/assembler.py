@@ -8,8 +8,9 @@ lone batch is sent at once when a slot is free. Results are split back per submi
 item by item, so each partition's retry and commit logic stays its own.
 
 A request also waits for the batches already on their way: a worker `announce()`s a batch
-when it starts lingering over or preparing it (decoding, hydrating) and `withdraw()`s the
-announcement when the batch is queued (or needs no request). A free slot takes the queue
+when it starts lingering over or preparing it (decoding, hydrating), its first one as soon
+as its partition is assigned (a backlog is on its way), and `withdraw()`s the announcement
+when the batch is queued (or needs no request). A free slot takes the queue
 once every batch announced before it looked is queued, or after `GATHER_MAX_S` (a batch
 that outlives that wait is not waited for again). Under a
 backlog that turns the partitions' batches, which finish decoding one after another, into

@@ -97,7 +97,7 @@ class PartitionWorker:
         #: a store or source that is down is waited for: the partition holds, never skips
         self._forever = RetryPolicy.forever(ctx.backoff)
         self._task: asyncio.Task[None] | None = None
-        #: this worker's batch announcement to the bulk assembler (see `_run`)
+        #: this worker's batch announcement to the bulk assembler, 0 if none (see `_run`)
         self._announcement = 0
 
     # -- the fetch loop's side: the buffer --------------------------------------------
@@ -158,18 +158,29 @@ class PartitionWorker:
             self.buffer.drop()
 
     async def _run(self) -> None:
-        assembler = self._ctx.bulk_writer.assembler
-        while await self.buffer.has_records():
-            # from the first record to the batch's request: a request about to go out
-            # waits for this batch rather than leaving it for the next one (assembler.py)
-            self._announcement = assembler.announce()
-            try:
+        # A batch is announced to the bulk assembler from its first record (from the start,
+        # for the first one: a partition just assigned has its backlog on the way) until it
+        # is queued; a request about to go out waits for it rather than leaving it for the
+        # next one (assembler.py).
+        self._announce()
+        try:
+            while await self.buffer.has_records():
+                self._announce()
                 batch = await self.buffer.take_batch()
                 if batch is None:
                     return
                 await self._run_batch(batch)
-            finally:
-                assembler.withdraw(self._announcement)
+        finally:
+            self._withdraw()
+
+    def _announce(self) -> None:
+        if not self._announcement:
+            self._announcement = self._ctx.bulk_writer.assembler.announce()
+
+    def _withdraw(self) -> None:
+        if self._announcement:
+            self._ctx.bulk_writer.assembler.withdraw(self._announcement)
+            self._announcement = 0
 
     async def _run_batch(self, batch: list[Buffered]) -> None:
         try:
@@ -211,7 +222,7 @@ class PartitionWorker:
             metrics.stale_skipped.labels("coalesced").inc(len(superseded))
         writes = await self._prepare_writes(winners, outcome)
         # queued by the write below without a pause in between, or never queued at all
-        ctx.bulk_writer.assembler.withdraw(self._announcement)
+        self._withdraw()
         if writes:
             await self._write(writes, outcome)
         if outcome.letters:
