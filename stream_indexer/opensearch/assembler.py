@@ -10,13 +10,12 @@ item by item, so each partition's retry and commit logic stays its own.
 A request also waits for the batches already on their way: a worker `announce()`s a batch
 when it starts lingering over or preparing it (decoding, hydrating), its first one as soon
 as its partition is assigned (a backlog is on its way), and `withdraw()`s the announcement
-when the batch is queued (or needs no request). A free slot takes the queue
-once every batch announced before it looked is queued, or after `GATHER_MAX_S` (a batch
-that outlives that wait is not waited for again). Under a
-backlog that turns the partitions' batches, which finish decoding one after another, into
-one request instead of a small one and a trailing one; under light traffic it waits at most
-one linger. Only batches announced before the wait began are awaited, so a steady trickle
-of new ones never holds a request longer.
+when the batch is queued (or needs no request). A free slot takes the queue once every
+batch announced before it looked is queued, or after `GATHER_MAX_S` (a batch that outlives
+that wait is not waited for again). Under a backlog that turns the partitions' batches,
+which finish decoding one after another, into one request instead of a small one and a
+trailing one; under light traffic it waits at most one linger. Only batches announced
+before the wait began are awaited, so a steady trickle of new ones never holds a request.
 
 How many requests may be in flight is `max_in_flight`, or, with a `ConcurrencyController`
 (`OPENSEARCH__ADAPTIVE_CONCURRENCY`), the limit it learns from each request's latency and
