@@ -34,10 +34,11 @@ from stream_indexer.devtools.demo import plan_events
 from stream_indexer.devtools.devstack import OsmemProcess
 from stream_indexer.opensearch.bulk import PendingWrite
 from stream_indexer.opensearch.mapping import METADATA_FIELDS
+from stream_indexer.settings import BatchSettings
 
 #: the worker's default batch (`BATCH__MAX_RECORDS`): coalescing keeps one write per listing
 #: within a batch of one partition
-COALESCE_WINDOW = 1_000
+COALESCE_WINDOW: int = BatchSettings.model_fields["max_records"].default
 #: where the order, metadata and coalescing factors are measured
 FACTOR_BATCH = 5_000
 EXPECTED_ERRORS = ("ok", "version_conflict_engine_exception")
@@ -71,7 +72,10 @@ WORKLOADS_FULL = (
     Workload("overwrites", 20_000, 5_000),
     Workload("few-overwrites", 20_000, 15_000),
 )
-WORKLOADS_QUICK = (Workload("overwrites", 4_000, 1_000),)
+WORKLOADS_QUICK = (
+    Workload("overwrites", 4_000, 1_000),
+    Workload("few-overwrites", 4_000, 3_000),
+)
 
 
 def partition_of(key: bytes | None, partitions: int) -> int:
@@ -111,10 +115,15 @@ def coalesce(writes: Sequence[PendingWrite], window: int = COALESCE_WINDOW) -> l
     return out
 
 
+def sizes_and_flights(quick: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Docs per bulk and requests in flight of the size x in-flight grid."""
+    return ((500, 2_000), (1, 4)) if quick else ((1_000, 5_000, 10_000), (1, 4))
+
+
 def shapes(quick: bool) -> list[Shape]:
     """A size x in-flight grid in partition order, then order x metadata x coalescing at one
     mid-sized shape (the factors one at a time, not every combination: minutes, not hours)."""
-    sizes, flights = ((500, 2_000), (1, 4)) if quick else ((1_000, 5_000, 10_000), (1, 4))
+    sizes, flights = sizes_and_flights(quick)
     grid = [Shape("partition", True, False, b, f) for b in sizes for f in flights]
     for order in ("partition", "event"):
         for metadata in (True, False):
@@ -188,10 +197,14 @@ async def cost_grid(
         points: list[dict[str, Any]] = []
         grid = shapes(quick)
         if workload.name != "overwrites":  # only what the end-to-end comparison needs
+            smallest = min(sizes_and_flights(quick)[0])
             grid = [
                 s
                 for s in grid
-                if s.order == "partition" and s.metadata and not s.coalesced and s.batch >= 5_000
+                if s.order == "partition"
+                and s.metadata
+                and not s.coalesced
+                and s.batch > smallest  # the smallest requests never win on osmem
             ]
         for shape in grid:
             point = await measure(

@@ -21,6 +21,8 @@ TARGETS: tuple[tuple[str, str, str, float], ...] = (
     ("rss_ratio", "max RSS, large / small backlog", "<=", 1.2),
     ("zero_cost_vs_baseline", "zero-cost sink: indexer / baseline", ">=", 1.25),
     ("zero_cost_cpu_window", "zero-cost sink: CPU µs/event (proc.)", "<=", 20.0),
+    ("e2e_vs_grid_overwrites", "osmem e2e / grid best, overwrites", ">=", 1.0),
+    ("e2e_vs_grid_few_overwrites", "osmem e2e / grid best, few overwr.", ">=", 1.0),
 )
 PACKAGES = (
     "aiokafka",
@@ -64,6 +66,7 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
     e2e = results.get("end_to_end", {}).get("events_per_s")
     bulk = results.get("bulk_ceiling", {}).get("events_per_s")
     old = results.get("old_design", {}).get("events_per_s")
+    shaped = results.get("shaping", {}).get("workloads", {})
     small = results.get("memory_small", {}).get("max_rss_mib")
     large = results.get("memory_large", {}).get("max_rss_mib")
     return {
@@ -85,6 +88,9 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
         "zero_cost_cpu_window": results.get("zero_cost", {})
         .get("indexer", {})
         .get("cpu_window_us_per_event"),
+        # the default settings (fixed concurrency) against the grid's best point
+        "e2e_vs_grid_overwrites": shaped.get("overwrites", {}).get("fixed_vs_grid"),
+        "e2e_vs_grid_few_overwrites": shaped.get("few-overwrites", {}).get("fixed_vs_grid"),
     }
 
 

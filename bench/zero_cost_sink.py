@@ -66,8 +66,8 @@ class ZeroCostSink:
 
     def __init__(self) -> None:
         self.indices: set[str] = set()
-        #: alias -> the index it points to (the last `add` wins, as a switch leaves it)
-        self.aliases: dict[str, str] = {}
+        #: alias -> the indices it points to
+        self.aliases: dict[str, set[str]] = {}
         self.items = 0
 
     def app(self) -> web.Application:
@@ -90,8 +90,11 @@ class ZeroCostSink:
         if parts[0] == "_aliases":
             for action in orjson.loads(body or b"{}").get("actions", []):
                 for kind, spec in action.items():
+                    targets = self.aliases.setdefault(spec.get("alias", ""), set())
                     if kind == "add":
-                        self.aliases[spec.get("alias", "")] = spec.get("index", "")
+                        targets.add(spec.get("index", ""))
+                    else:
+                        targets.discard(spec.get("index", ""))
             return web.Response(body=b'{"acknowledged":true}', content_type=_JSON)
         if parts[0] == "_alias":
             return self._alias(method, parts[1])
@@ -99,24 +102,27 @@ class ZeroCostSink:
             if method == "PUT":
                 self.indices.add(parts[0])
                 for alias in orjson.loads(body or b"{}").get("aliases", {}):
-                    self.aliases[alias] = parts[0]
+                    self.aliases.setdefault(alias, set()).add(parts[0])
                 return web.Response(body=b'{"acknowledged":true}', content_type=_JSON)
-            return self._exists(method, parts[0] in self.indices or parts[0] in self.aliases)
+            return self._exists(
+                method, parts[0] in self.indices or bool(self.aliases.get(parts[0]))
+            )
         return web.Response(body=b"{}", content_type=_JSON)
 
     def _alias(self, method: str, alias: str) -> web.Response:
-        """`GET /_alias/<name>`: the index behind it, in OpenSearch's shape (or a 404)."""
-        index = self.aliases.get(alias)
-        if index is None or method == "HEAD":
-            return self._exists(method, index is not None)
-        body = orjson.dumps({index: {"aliases": {alias: {}}}})
-        return web.Response(body=body, content_type=_JSON)
+        """`GET /_alias/<name>` in OpenSearch's shape (index -> its aliases); 404 if none."""
+        targets = self.aliases.get(alias)
+        if not targets or method == "HEAD":
+            return self._exists(method, bool(targets))
+        answer: dict[str, object] = {index: {"aliases": {alias: {}}} for index in sorted(targets)}
+        return web.Response(body=orjson.dumps(answer), content_type=_JSON)
 
     @staticmethod
     def _exists(method: str, found: bool) -> web.Response:
         status = 200 if found else 404
-        body = b"" if method == "HEAD" else b"{}"
-        return web.Response(status=status, body=body, content_type=_JSON)
+        return web.Response(
+            status=status, body=b"" if method == "HEAD" else b"{}", content_type=_JSON
+        )
 
 
 async def serve(host: str, port: int) -> None:

@@ -7,6 +7,16 @@ OpenSearch indexes fastest, and a partition never waits for another to fill a ba
 lone batch is sent at once when a slot is free. Results are split back per submission,
 item by item, so each partition's retry and commit logic stays its own.
 
+A request also waits for the batches already on their way: a worker `announce()`s a batch
+when it starts lingering over or preparing it (decoding, hydrating), its first one as soon
+as its partition is assigned (a backlog is on its way), and `withdraw()`s the announcement
+when the batch is queued (or needs no request). A free slot takes the queue once every
+batch announced before it looked is queued, or after `GATHER_MAX_S` (a batch that outlives
+that wait is not waited for again). Under a backlog that turns the partitions' batches,
+which finish decoding one after another, into one request instead of a small one and a
+trailing one; under light traffic it waits at most one linger. Only batches announced
+before the wait began are awaited, so a steady trickle of new ones never holds a request.
+
 How many requests may be in flight is `max_in_flight`, or, with a `ConcurrencyController`
 (`OPENSEARCH__ADAPTIVE_CONCURRENCY`), the limit it learns from each request's latency and
 back pressure, within 1..`max_in_flight`.
@@ -19,6 +29,7 @@ writes are re-sent now, instead of holding their slots until the request timeout
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -36,6 +47,10 @@ from stream_indexer.opensearch.bulk import (
 )
 from stream_indexer.opensearch.concurrency import ConcurrencyController
 from stream_indexer.opensearch.sink import OpenSearchSink
+
+#: the longest a request waits for announced batches (a hydration stalled on a source
+#: database that is down must not hold the batches that are ready)
+GATHER_MAX_S = 1.0
 
 
 @dataclass(slots=True)
@@ -76,12 +91,30 @@ class BulkAssembler(Lifecycle):
         self._task: asyncio.Task[None] | None = None
         #: requests in flight: when each was sent and the submissions it carries
         self._requests: dict[asyncio.Task[None], tuple[float, list[_Submission]]] = {}
+        #: batches announced and not yet queued: announcement number -> None (in order)
+        self._announced: dict[int, None] = {}
+        self._announcements = 0
+        #: announcements up to this number outlived a wait: no request waits for them again
+        self._overdue = 0
         metrics.bulk_concurrency_limit.set(self.limit)
 
     @property
     def limit(self) -> int:
         """Requests that may be in flight now."""
         return self._controller.limit if self._controller is not None else self._max_in_flight
+
+    def announce(self) -> int:
+        """A batch is on its way (lingering, decoding, hydrating); returns its number for
+        `withdraw`. Requests about to go out wait for it (see the module doc)."""
+        self._announcements += 1
+        self._announced[self._announcements] = None
+        return self._announcements
+
+    def withdraw(self, number: int) -> None:
+        """The announced batch is queued, or needs no request; idempotent."""
+        if number in self._announced:
+            del self._announced[number]
+            self._wake.set()
 
     async def _start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="bulk-assembler")
@@ -118,6 +151,7 @@ class BulkAssembler(Lifecycle):
             # one turn of the event loop: workers that are ready right now reach send()
             # and join this request instead of trailing it in the next one
             await asyncio.sleep(0)
+            await self._gather()
             group = self._take_group()
             if not group:
                 continue
@@ -146,6 +180,24 @@ class BulkAssembler(Lifecycle):
                     submission.future.set_exception(error)
             task.cancel()
         return len(stuck)
+
+    async def _gather(self) -> None:
+        """Wait (at most `GATHER_MAX_S`) for the batches announced until now to be queued,
+        unless the queue already fills a request."""
+        last = self._announcements
+        deadline = time.monotonic() + GATHER_MAX_S
+        while any(self._overdue < n <= last for n in self._announced):
+            if sum(s.count for s in self._queue) >= self._max_docs:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                # a batch this late is stuck (its source is down): later requests do not
+                # wait for it again
+                self._overdue = last
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), remaining)
 
     def _ready_to_send(self) -> bool:
         """Send when idle; add a concurrent request only for a half-full request's worth.

@@ -65,6 +65,11 @@ class BulkWriter:
         self._metrics = metrics
         self._retry = retry
 
+    @property
+    def assembler(self) -> BulkAssembler:
+        """The request assembler this writer sends through (workers announce batches)."""
+        return self._assembler
+
     async def write(
         self, writes: list[PendingWrite], *, log_extra: Mapping[str, Any] | None = None
     ) -> BulkOutcome:

@@ -4,6 +4,10 @@ Records wait here in offset order until the worker takes a batch by count, bytes
 The buffer never blocks the fetch loop: it reports `full` at 3/4 of either bound (the
 partition is paused there) and `drained_enough` at 1/2 (it may resume), and `room` lets the
 fetch loop ask for no more records than fit, which keeps the record bound exact.
+
+Linger is for light traffic only: a full buffer (a backlog: its partition is paused, so
+nothing more arrives until the worker takes a batch) goes out at once, however far the
+batch is from `max_records`.
 """
 
 from __future__ import annotations
@@ -87,14 +91,20 @@ class PartitionBuffer:
             self._records.clear()
             self._bytes = 0
 
+    async def has_records(self) -> bool:
+        """Wait for a record; False once closed and empty (no batch will come)."""
+        while not self._records:
+            if self._closing:
+                return False
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return True
+
     async def take_batch(self) -> list[Buffered] | None:
         """The next batch: up to `max_records` / `max_bytes`, after at most `linger_ms` for a
         partial one to fill; None once closed and empty."""
-        while not self._records:
-            if self._closing:
-                return None
-            self._wakeup.clear()
-            await self._wakeup.wait()
+        if not await self.has_records():
+            return None
         if self._linger_s > 0 and not self._closing and not self._batch_ready():
             deadline = time.monotonic() + self._linger_s
             while not self._batch_ready() and not self._closing:
@@ -118,7 +128,10 @@ class PartitionBuffer:
         return batch
 
     def _batch_ready(self) -> bool:
-        return len(self._records) >= self._max_records or self._bytes >= self._max_bytes
+        """A full batch, or a full buffer: waiting longer could not add a record."""
+        return (
+            len(self._records) >= self._max_records or self._bytes >= self._max_bytes or self.full
+        )
 
 
 __all__ = ["Buffered", "PartitionBuffer"]

@@ -97,6 +97,8 @@ class PartitionWorker:
         #: a store or source that is down is waited for: the partition holds, never skips
         self._forever = RetryPolicy.forever(ctx.backoff)
         self._task: asyncio.Task[None] | None = None
+        #: this worker's batch announcement to the bulk assembler, 0 if none (see `_run`)
+        self._announcement = 0
 
     # -- the fetch loop's side: the buffer --------------------------------------------
 
@@ -156,24 +158,45 @@ class PartitionWorker:
             self.buffer.drop()
 
     async def _run(self) -> None:
-        while True:
-            batch = await self.buffer.take_batch()
-            if batch is None:
-                return
-            try:
-                await self._process(batch)
-            except asyncio.CancelledError:
-                self._ctx.metrics.queue_size.dec(len(batch))
-                raise
-            except Exception:
-                # A bug, not a record problem: stop this partition loudly; its batch stays
-                # uncommitted and will be re-delivered after a restart or rebalance.
-                self._ctx.metrics.queue_size.dec(len(batch))
-                log.exception(
-                    "partition worker crashed",
-                    extra={"topic": self.topic, "partition": self.partition},
-                )
-                raise
+        # A batch is announced to the bulk assembler from its first record (from the start,
+        # for the first one: a partition just assigned has its backlog on the way) until it
+        # is queued; a request about to go out waits for it rather than leaving it for the
+        # next one (assembler.py).
+        self._announce()
+        try:
+            while await self.buffer.has_records():
+                self._announce()
+                batch = await self.buffer.take_batch()
+                if batch is None:
+                    return
+                await self._run_batch(batch)
+        finally:
+            self._withdraw()
+
+    def _announce(self) -> None:
+        if not self._announcement:
+            self._announcement = self._ctx.bulk_writer.assembler.announce()
+
+    def _withdraw(self) -> None:
+        if self._announcement:
+            self._ctx.bulk_writer.assembler.withdraw(self._announcement)
+            self._announcement = 0
+
+    async def _run_batch(self, batch: list[Buffered]) -> None:
+        try:
+            await self._process(batch)
+        except asyncio.CancelledError:
+            self._ctx.metrics.queue_size.dec(len(batch))
+            raise
+        except Exception:
+            # A bug, not a record problem: stop this partition loudly; its batch stays
+            # uncommitted and will be re-delivered after a restart or rebalance.
+            self._ctx.metrics.queue_size.dec(len(batch))
+            log.exception(
+                "partition worker crashed",
+                extra={"topic": self.topic, "partition": self.partition},
+            )
+            raise
 
     # -- one batch --------------------------------------------------------------------
 
@@ -198,6 +221,8 @@ class PartitionWorker:
             outcome.stale += len(superseded)
             metrics.stale_skipped.labels("coalesced").inc(len(superseded))
         writes = await self._prepare_writes(winners, outcome)
+        # queued by the write below without a pause in between, or never queued at all
+        self._withdraw()
         if writes:
             await self._write(writes, outcome)
         if outcome.letters:

@@ -89,7 +89,9 @@ class OpenSearchSettings(Section):
 class BatchSettings(Section):
     """How each partition worker groups records into bulk requests."""
 
-    max_records: int = Field(default=1_000, ge=1)
+    max_records: int = Field(
+        default=2_000, ge=1, description="records per batch (a backlog fills it, linger cuts it)"
+    )
     max_bytes: int = Field(default=5 * MIB, ge=1024)
     linger_ms: int = Field(default=50, ge=0)
     buffer_max_records: int = Field(

@@ -83,7 +83,7 @@ def test_nested_env_fills_one_field_and_keeps_the_section_defaults(
     setenv(monkeypatch, BATCH__LINGER_MS="7", RETRY__MAX_ATTEMPTS="9")
     settings = load_settings()
     assert settings.batch.linger_ms == 7
-    assert settings.batch.max_records == 1_000  # untouched default of the same section
+    assert settings.batch.max_records == 2_000  # untouched default of the same section
     assert settings.retry.max_attempts == 9
 
 

@@ -57,6 +57,6 @@ async def test_the_indexers_sink_starts_against_it_and_writes_through_the_write_
             finally:
                 await sink.stop()
             assert [r.outcome for r in parse_items(answer, 3)] == [ItemOutcome.WRITTEN] * 3
-        assert sink_app.aliases == {"listings": "listings_v1", "listings_write": "listings_v1"}
+        assert sink_app.aliases == {"listings": {"listings_v1"}, "listings_write": {"listings_v1"}}
     finally:
         await runner.cleanup()

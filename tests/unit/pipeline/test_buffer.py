@@ -79,3 +79,24 @@ async def test_close_lets_the_rest_out_then_ends() -> None:
     batch = await asyncio.wait_for(buf.take_batch(), 5)  # no linger once closing
     assert batch is not None and len(batch) == 3
     assert await buf.take_batch() is None
+
+
+async def test_a_full_buffer_goes_at_once_however_long_the_linger() -> None:
+    """Its partition is paused: waiting could not add a record, only delay a backlog."""
+    buf, _ = buffer(max_records=100, buffer_max_records=8, linger_ms=60_000)
+    buf.submit(records(0, 6))  # 3/4 of the bound: full
+    assert buf.full
+    batch = await asyncio.wait_for(buf.take_batch(), 5)
+    assert batch is not None and len(batch) == 6
+
+
+async def test_has_records_waits_for_one_and_is_false_once_closed_and_empty() -> None:
+    buf, _ = buffer()
+    waiting = asyncio.create_task(buf.has_records())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    buf.submit(records(0, 1))
+    assert await asyncio.wait_for(waiting, 5)
+    buf.drop()
+    buf.close()
+    assert not await buf.has_records()
