@@ -126,11 +126,17 @@ def encode_event_dict(event: EventDict) -> bytes:
     data = event.get("data")
     if None not in event.values() and (data is None or None not in data.values()):
         return orjson.dumps(event, option=orjson.OPT_UTC_Z)
+    return orjson.dumps(without_nulls(event), option=orjson.OPT_UTC_Z)
+
+
+def without_nulls(event: EventDict) -> EventDict:
+    """`event` with its `None` fields left out, and its listing's: what the record bytes
+    carry, whether the dict is the full form (defaults filled in) or the sparse one."""
     out = {name: value for name, value in event.items() if value is not None}
     data = out.get("data")
     if data is not None:
         out["data"] = {name: value for name, value in data.items() if value is not None}
-    return orjson.dumps(out, option=orjson.OPT_UTC_Z)
+    return out
 
 
 __all__ = [
@@ -139,4 +145,5 @@ __all__ = [
     "EventDict",
     "encode_event_dict",
     "event_dict",
+    "without_nulls",
 ]

@@ -215,15 +215,6 @@ def events(draw: st.DrawFn) -> Any:
     return choose(draw, pairs)
 
 
-def without_nulls(event: dict[str, Any]) -> dict[str, Any]:
-    """An event dict with its `None` fields left out: the sparse form leaves out what the
-    input left out (a field given as null may stay), and the record bytes carry neither."""
-    out = {k: v for k, v in event.items() if v is not None}
-    if isinstance(out.get("data"), dict):
-        out["data"] = {k: v for k, v in out["data"].items() if v is not None}
-    return out
-
-
 def same(a: Any, b: Any) -> bool:
     """Equal, with the same types all the way down (1 == 1.0 == True in Python)."""
     if type(a) is not type(b):

@@ -14,9 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from support.event_strategies import encode, events, same, without_nulls
+from support.event_strategies import encode, events, same
 
 from stream_indexer.errors import PoisonRecordError, UndecodableRecordError
+from stream_indexer.event_dicts import without_nulls
 from stream_indexer.models import ListingEvent
 from stream_indexer.pipeline.decode import decode_event
 from stream_indexer.pipeline.documents import pending_write, pending_writes_of_dicts

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.event_strategies import events, listings, long_ints, same, without_nulls
+from support.event_strategies import events, listings, long_ints, same
 
 from stream_indexer.errors import InvalidEventError
-from stream_indexer.event_dicts import encode_event_dict, event_dict
+from stream_indexer.event_dicts import encode_event_dict, event_dict, without_nulls
 from stream_indexer.models import Listing, ListingEvent
 from stream_indexer.producer import ListingEventProducer, encode_value
 from stream_indexer.producer.events import (
