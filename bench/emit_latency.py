@@ -2,20 +2,21 @@
 
 For each target rate (by default 1,000 and 10,000 events/s) `emit_index_nowait` is timed on
 the caller's side (validate, serialize, enqueue) and, separately, from that call until Kafka
-acknowledged the event. The same rates run again with a task that hogs the event loop for
-50 ms every second: the caller-side figure must not move (the enqueue never waits for the
+acknowledged the event. The same rates run again with a task that hogs the event loop for 50
+ms every second: the caller-side figure must not move (the enqueue never waits for the
 loop), while the acknowledgement latency shows the stall. Another series sends the same
 events pre-serialized (`send_raw_nowait`): what the queue costs without validation. When
 Postgres is given, an indexer (`stream-indexer run`) consumes the emitted events on the same
-machine meanwhile, as in production; the plain rates then run once more after it stopped,
-to show what the other busy process costs. At the highest rate the slowest calls are
-explained (`bench/emit_tails.py`: garbage collection, descheduled by the OS, or own code),
-with and without the indexer. `bench/emit_cost.py` gives the CPU per event of validation and
-serialization, fast path against the models. The same run times the synchronous OpenSearch
-single-document index call the old system made inside its API requests. Events are
-generated before the timed loop, and each run uses the garbage-collector settings
-docs/producers.md recommends (`recommended_gc`); the slow calls are also explained once
-with CPython's defaults. Used by `make bench`; run alone with
+machine meanwhile, as in production (timed once it has started and indexed the warm-up
+events: its start-up is a transient, not its steady state); the plain rates then run once
+more after it stopped, to show what the other busy process costs. At the highest rate the
+slowest calls are explained (`bench/emit_tails.py`: garbage collection, descheduled by the
+OS, or own code), with and without the indexer. `bench/emit_cost.py` gives the CPU per event
+of validation and serialization, fast path against the models. The same run times the
+synchronous OpenSearch single-document index call the old system made inside its API
+requests. Events are generated before the timed loop, and each run uses the
+garbage-collector settings docs/producers.md recommends (`recommended_gc`); the slow calls
+are also explained once with CPython's defaults. Used by `make bench`; run alone with
 
     python -m bench.emit_latency --bootstrap 127.0.0.1:9092 --opensearch-url http://127.0.0.1:9200 \
         [--postgres-dsn postgresql://...]   # adds the indexer
@@ -28,6 +29,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import subprocess
 import tempfile
 import time
 import uuid
@@ -35,6 +37,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from opensearchpy import OpenSearch
 
 from bench.emit_cost import measure_call_cost
@@ -57,13 +60,24 @@ from stream_indexer.settings import load_settings
 
 INDEX_ONLY = LoadMix(create=0.3, update=0.7, stale=0, delete=0, thin=0)
 WARMUP_EVENTS = 500
+PARTITIONS = 6
+#: calls per timed run at least (the 1,000/s runs then last 10 s)
+MIN_CALLS_PER_RUN = 10_000
 HOG_MS = 50
+#: how long the indexer may take to start and index the warm-up events
+CATCH_UP_TIMEOUT_S = 120.0
 HOG_EVERY_S = 1.0
 #: the issue's targets: caller-side p99 and p99.9 in ms, with or without a busy loop
 TARGET_CALLER_P99_MS = 0.1
 TARGET_CALLER_P999_MS = 1.0
 #: the full-collection threshold docs/producers.md recommends (CPython's default: 10)
 GC_GEN2_THRESHOLD = 100
+
+
+def calls_per_run(rate: int, seconds: float) -> int:
+    """`seconds` at `rate`, and never fewer than `MIN_CALLS_PER_RUN` calls: a p99.9 read
+    from 5,000 calls would rest on the 5 slowest."""
+    return max(int(rate * seconds), MIN_CALLS_PER_RUN)
 
 
 def _ms(seconds: float) -> float:
@@ -150,9 +164,11 @@ async def indexer_alongside(endpoints: StackEndpoints | None, topic: str) -> Asy
         return
     await migrate_up(endpoints.postgres_dsn)
     log_path = Path(tempfile.gettempdir()) / f"{topic}-indexer.log"
-    env = indexer_env(endpoints, topic, f"{topic}-group", f"{topic}-index", free_port())
+    group = f"{topic}-group"
+    env = indexer_env(endpoints, topic, group, f"{topic}-index", free_port())
     proc = spawn(env, log_path)
     try:
+        await _caught_up(endpoints.kafka_bootstrap, group, topic, proc)
         yield True
     finally:
         proc.terminate()
@@ -161,6 +177,31 @@ async def indexer_alongside(endpoints: StackEndpoints | None, topic: str) -> Asy
         except Exception:
             proc.kill()
             await asyncio.to_thread(proc.wait)
+
+
+async def _caught_up(bootstrap: str, group: str, topic: str, proc: subprocess.Popen[bytes]) -> None:
+    """Wait until the indexer committed everything emitted so far (the warm-up events).
+
+    The timed runs then see an indexer in its steady state, consuming as events arrive, and
+    not its start-up (imports, connections, the first backlog), which is a transient.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+        while time.monotonic() < deadline and proc.poll() is None:
+            committed = {tp: (await consumer.committed(tp)) or 0 for tp in tps}
+            if all(committed[tp] >= ends[tp] for tp in tps):
+                return
+            await asyncio.sleep(0.2)  # another process's progress: polled, nothing to await
+        raise RuntimeError(f"the indexer did not catch up with {topic} (see its log)")
+    finally:
+        await consumer.stop()
 
 
 async def measure_emit_latency(
@@ -180,7 +221,7 @@ async def measure_emit_latency(
     Postgres DSN) runs an indexer on the emitted topic meanwhile.
     """
     topic = f"bench-emit-{uuid.uuid4().hex[:8]}"
-    await ensure_topic(bootstrap, topic, partitions=6)
+    await ensure_topic(bootstrap, topic, partitions=PARTITIONS)
     settings = load_settings(
         {
             "kafka.bootstrap_servers": bootstrap,
@@ -200,7 +241,7 @@ async def measure_emit_latency(
                     name = f"{rate}/s{' busy loop' if busy else ''}"
                     runs[name] = await _timed_run(producer, generator, rate, seconds, busy=busy)
             for rate in rates:  # the queue alone: events validated and serialized beforehand
-                ops = prevalidated(generator.take(int(rate * seconds)))
+                ops = prevalidated(generator.take(calls_per_run(rate, seconds)))
                 runs[f"{rate}/s enqueue only"] = await _timed_run(producer, ops, rate, seconds)
             label = "indexer running" if with_indexer else "no indexer"
             tails[label] = await _tails(producer, generator, max(rates), seconds)
@@ -235,7 +276,9 @@ async def _timed_run(
     busy: bool = False,
 ) -> dict[str, Any]:
     """One paced run (`source`: a generator to take from, or ready-made operations)."""
-    ops = source.take(int(rate * seconds)) if isinstance(source, EventGenerator) else source
+    ops = (
+        source.take(calls_per_run(rate, seconds)) if isinstance(source, EventGenerator) else source
+    )
     stop = asyncio.Event()
     hog = asyncio.create_task(hog_the_loop(stop)) if busy else None
     try:
@@ -315,7 +358,12 @@ def main() -> None:
     parser.add_argument("--opensearch-url", default=defaults.opensearch.hosts[0])
     parser.add_argument("--postgres-dsn", help="run an indexer on the emitted topic meanwhile")
     parser.add_argument("--rates", default="1000,10000", help="comma-separated events/s")
-    parser.add_argument("--seconds", type=float, default=5.0, help="duration per rate")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=5.0,
+        help=f"duration per rate (>= {MIN_CALLS_PER_RUN} calls)",
+    )
     parser.add_argument("--idempotence", action="store_true", help="idempotent producer")
     args = parser.parse_args()
     rates = tuple(int(r) for r in args.rates.split(","))

@@ -24,7 +24,12 @@ import orjson
 from pydantic import ValidationError
 
 from stream_indexer.errors import InvalidEventError
-from stream_indexer.event_dicts import SPARSE_EVENT_DICT_VALIDATOR, EventDict, event_dict
+from stream_indexer.event_dicts import (
+    SPARSE_EVENT_DICT_VALIDATOR,
+    SPARSE_SAME_ID_EVENT_DICT_VALIDATOR,
+    EventDict,
+    event_dict,
+)
 from stream_indexer.models import Listing, ListingEvent
 
 
@@ -205,10 +210,21 @@ def index_event_dict(
     event_id: uuid.UUID | None = None,
     thin: bool = False,
 ) -> EventDict:
-    """`index_event`, yielding the event's dict form (see the module docstring)."""
-    if isinstance(listing, Mapping):
+    """`index_event`, yielding the event's dict form (see the module docstring).
+
+    For a plain dict, `listing_id` is `listing["id"]`, the very value `data.id` is validated
+    from, so the validator that skips comparing the two is used (see
+    `SPARSE_SAME_ID_EVENT_DICT_VALIDATOR`); another mapping could answer `get` and item
+    access differently, so it gets the full check.
+    """
+    if type(listing) is dict or isinstance(listing, Mapping):
+        validator = (
+            SPARSE_SAME_ID_EVENT_DICT_VALIDATOR
+            if type(listing) is dict
+            else SPARSE_EVENT_DICT_VALIDATOR
+        )
         try:
-            return _validated(
+            out: EventDict = validator.validate_python(
                 {
                     "event_id": event_id or new_event_id(),
                     "action": "index",
@@ -218,6 +234,7 @@ def index_event_dict(
                     "data": None if thin else listing,
                 }
             )
+            return out
         except ValidationError:
             pass  # the models raise the error, in their words
     event = index_event(listing, version, occurred_at=occurred_at, event_id=event_id, thin=thin)

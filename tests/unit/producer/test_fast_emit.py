@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -118,6 +118,34 @@ def test_models_given_instead_of_mappings_take_the_same_path() -> None:
     assert validate_event_dict(event) == event_dict(event)
     fast = index_event_dict(listing, 3, occurred_at=NOW, event_id=event.event_id)
     assert encode_event_dict(fast) == encode_value(event)
+
+
+class _IdsDisagree(Mapping[str, Any]):
+    """A mapping whose `get("id")` differs from what iterating it yields."""
+
+    def __init__(self, listing: dict[str, Any]) -> None:
+        self._listing = listing
+
+    def __getitem__(self, key: str) -> Any:
+        return self._listing[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._listing)
+
+    def __len__(self) -> int:
+        return len(self._listing)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return 999 if key == "id" else self._listing.get(key, default)
+
+
+def test_a_mapping_whose_get_disagrees_with_its_items_yields_what_the_models_yield() -> None:
+    listing = {"id": 7, "title": "Oak desk", "price": 10, "status": "active", "updated_at": NOW}
+    odd = _IdsDisagree(listing)
+    fast = index_event_dict(odd, 3, occurred_at=NOW)
+    assert fast["listing_id"] == fast["data"]["id"]
+    model = index_event(odd, 3, occurred_at=NOW, event_id=fast["event_id"])
+    assert encode_event_dict(fast) == encode_value(model)
 
 
 def test_fields_left_out_stay_out_so_there_are_no_nulls_to_strip() -> None:
