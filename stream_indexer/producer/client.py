@@ -291,10 +291,11 @@ class ListingEventProducer(Lifecycle):
     def _submit_local(
         self, event: EventDict, headers: Headers | None
     ) -> asyncio.Future[DeliveryResult]:
-        key = encode_key(event["listing_id"])
-        value = encode_event_dict(event)
+        """Queue a validated event from the loop thread; its bytes are written by the sender
+        (`Pending.value`), on this same thread, after the call has returned."""
         result = self._local_future()
-        self._submit(Pending(event, key, value, headers, self.topic, result), None)
+        key = encode_key(event["listing_id"])
+        self._submit(Pending(event, key, None, headers, self.topic, result), None)
         return result
 
     def _submit_raw(

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from stream_indexer.event_dicts import EventDict
+from stream_indexer.event_dicts import EventDict, encode_event_dict
 from stream_indexer.producer.handoff import HandOff
 
 log = logging.getLogger(__name__)
@@ -62,9 +62,18 @@ Waiter = asyncio.Future[DeliveryResult] | concurrent.futures.Future[DeliveryResu
 
 
 class Pending:
-    """One accepted event, from the queue until its result future is settled."""
+    """One accepted event, from the queue until its result future is settled.
+
+    An event queued from the loop's own thread is given without its bytes: `value` writes
+    them on first use, which is the sender's, so the emit call leaves out the encoding (a
+    quarter of a cold call). The bytes are the same either way, and writing them cannot
+    fail: validation refuses every value JSON could not carry (lone surrogates, non-finite
+    floats, integers beyond 64 bits), and nobody else holds the validated dict.
+    """
 
     __slots__ = (
+        "_event",
+        "_value",
         "deadline",
         "event_id",
         "headers",
@@ -74,7 +83,6 @@ class Pending:
         "settled",
         "settling",
         "topic",
-        "value",
         "version",
     )
 
@@ -82,25 +90,39 @@ class Pending:
         self,
         event: EventDict | None,
         key: bytes | None,
-        value: bytes,
+        value: bytes | None,
         headers: Headers | None,
         topic: str,
         result: Waiter,
+        deadline: float = 0.0,
     ) -> None:
         if event is None:  # raw bytes
+            if value is None:
+                raise ValueError("a raw record needs its bytes")
             self.event_id = self.listing_id = self.version = None
         else:
             self.event_id = event["event_id"]
             self.listing_id = event["listing_id"]
             self.version = event["version"]
+        self._event = event if value is None else None
+        self._value = value
         self.key = key
-        self.value = value
         self.headers = list(headers) if headers else None
         self.topic = topic
         self.result = result
-        self.deadline = 0.0  # time.monotonic() by which Kafka must have acknowledged it
+        self.deadline = deadline  # time.monotonic() by which Kafka must have acknowledged it
         self.settled = False  # the outcome is known and counted (whatever the caller did)
         self.settling = False  # a fallback (outbox write) is under way: start no second one
+
+    @property
+    def value(self) -> bytes:
+        """The record bytes (`encode_event_dict`), written on first use."""
+        value = self._value
+        if value is None:
+            assert self._event is not None
+            value = self._value = encode_event_dict(self._event)
+            self._event = None  # the bytes are all that is needed from here on
+        return value
 
     @property
     def label(self) -> str:
