@@ -23,8 +23,10 @@ from stream_indexer.producer import (
     ProducerBackpressureError,
     ProducerDeliveryError,
     batches,
+    encode_value,
     index_event,
 )
+from stream_indexer.producer import delivery as delivery_module
 from stream_indexer.settings import Settings, load_settings
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -152,6 +154,32 @@ def test_emit_nowait_returns_without_the_loop_running() -> None:
             1,
         )
         assert kafka.sent[0][1] == b"7"
+        loop.run_until_complete(producer.stop())
+    finally:
+        loop.close()
+
+
+def test_the_call_leaves_the_record_bytes_to_the_sender(monkeypatch: pytest.MonkeyPatch) -> None:
+    written: list[object] = []
+    real_encode = delivery_module.encode_event_dict
+
+    def counted(event: Any) -> bytes:
+        written.append(event)
+        return real_encode(event)
+
+    monkeypatch.setattr(delivery_module, "encode_event_dict", counted)
+    loop = asyncio.new_event_loop()
+    try:
+        kafka = FakeKafka()
+        producer = Producer(kafka, settings())
+        loop.run_until_complete(producer.start())
+        event_id = uuid.uuid4()
+        result = producer.emit_index_nowait(listing(7), 1, occurred_at=NOW, event_id=event_id)
+        assert written == []  # the call validated and queued; no bytes yet
+        loop.run_until_complete(result)
+        assert len(written) == 1  # the sender wrote them, once
+        model = index_event(listing(7), 1, occurred_at=NOW, event_id=event_id)
+        assert kafka.sent == [(producer.topic, b"7", encode_value(model))]
         loop.run_until_complete(producer.stop())
     finally:
         loop.close()
