@@ -1,8 +1,9 @@
-"""Benchmark, producer side: CPU per event of validating and serializing on the caller's thread.
+"""Benchmark, producer side: CPU per event of validating and serializing an emitted event.
 
 The same listings go through the models' path (`index_event` + `encode_value`: pydantic
 model instances, `model_dump_json`) and through the fast path `emit_*_nowait` takes
-(`index_event_dict` + `encode_event_dict`: the validator compiled from the models, orjson),
+(`index_event_dict` + `encode_event_dict`: the validator compiled from the models, orjson;
+the caller validates, the sender encodes),
 in alternating rounds, timed by the thread's CPU clock (so time the OS gave to other
 processes does not count). "warm" calls follow each other; "cold" calls are a millisecond
 apart, with the event loop sleeping in between, as an API handler emitting now and then runs

@@ -1,8 +1,8 @@
 """Benchmark, producer side: how long an emit keeps the caller, and how long Kafka takes to ack.
 
 For each target rate (by default 1,000 and 10,000 events/s) `emit_index_nowait` is timed on
-the caller's side (validate, serialize, enqueue) and, separately, from that call until Kafka
-acknowledged the event. The same rates run again with a task that hogs the event loop for 50
+the caller's side (validate, enqueue; the sender writes the bytes) and, separately, from that
+call until Kafka acknowledged the event. The same rates run again with a task that hogs the event loop for 50
 ms every second: the caller-side figure must not move (the enqueue never waits for the
 loop), while the acknowledgement latency shows the stall. Another series sends the same
 events pre-serialized (`send_raw_nowait`): what the queue costs without validation. When

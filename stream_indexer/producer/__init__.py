@@ -4,8 +4,9 @@
         delivery = producer.emit_index_nowait(listing, version=version_from_datetime(ts))
         await delivery            # optional: wait for Kafka's acknowledgement
 
-`emit_*_nowait` validates, serializes and queues the event, then returns: it never waits for
-the event loop or the broker. `SyncListingEventProducer` does the same for blocking code.
+`emit_*_nowait` validates and queues the event, then returns (the sender writes its bytes): it
+never waits for the event loop or the broker. `SyncListingEventProducer` does the same for
+blocking code.
 
 `insert_event(conn, event, topic=...)` writes the event in your own database transaction
 instead; `stream-indexer outbox relay` (`OutboxRelay`) publishes those rows.

@@ -1,9 +1,11 @@
 """Producer side, step 2: `ListingEventProducer` hands validated events to Kafka.
 
-`emit_nowait` (and `emit_threadsafe` from other threads) validates and serializes the event,
-appends it to a bounded in-memory queue (`handoff.HandOff`) and returns a future for the
-delivery result, without awaiting anything: the caller never waits for the event loop or for
-aiokafka. One task on the producer's loop drains the queue into aiokafka in order, one record
+`emit_nowait` (and `emit_threadsafe` from other threads) validates the event, appends it to a
+bounded in-memory queue (`handoff.HandOff`) and returns a future for the delivery result,
+without awaiting anything: the caller never waits for the event loop or for aiokafka. On the
+loop thread the record bytes are left to the sender (`delivery.Pending.value`), which runs on
+that thread anyway; other threads write them before queueing, keeping the loop's share small.
+One task on the producer's loop drains the queue into aiokafka in order, one record
 batch per partition (`batches.PartitionBatcher`), so events of one listing (one key, one
 partition) reach Kafka in emit order. The async `emit*` methods are thin wrappers that never
 yield to the loop.
@@ -163,7 +165,7 @@ class ListingEventProducer(Lifecycle):
     def emit_nowait(
         self, event: ListingEvent | Mapping[str, Any], *, headers: Headers | None = None
     ) -> asyncio.Future[DeliveryResult]:
-        """Validate, serialize and queue `event`; returns at once with its delivery future.
+        """Validate and queue `event`; returns at once with its delivery future.
 
         Call it on the producer's event loop thread (from other threads: `emit_threadsafe`).
         It never awaits and never waits for room: a full queue sends the event to the outbox,
