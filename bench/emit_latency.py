@@ -1,20 +1,20 @@
 """Benchmark, producer side: how long an emit keeps the caller, and how long Kafka takes to ack.
 
 For each target rate (by default 1,000 and 10,000 events/s) `emit_index_nowait` is timed on
-the caller's side (validate, enqueue; the sender writes the bytes) and, separately, from that
-call until Kafka acknowledged the event. The same rates run again with a task that hogs the event loop for 50
-ms every second: the caller-side figure must not move (the enqueue never waits for the
-loop), while the acknowledgement latency shows the stall. Another series sends the same
-events pre-serialized (`send_raw_nowait`): what the queue costs without validation. When
-Postgres is given, an indexer (`stream-indexer run`) consumes the emitted events on the same
-machine meanwhile, as in production (timed once it has started and indexed the warm-up
-events: its start-up is a transient, not its steady state); the plain rates then run once
-more after it stopped, to show what the other busy process costs. At the highest rate the
-slowest calls are explained (`bench/emit_tails.py`: garbage collection, descheduled by the
-OS, or own code), with and without the indexer. `bench/emit_cost.py` gives the CPU per event
-of validation and serialization, fast path against the models. The same run times the
-synchronous OpenSearch single-document index call the old system made inside its API
-requests. Events are generated before the timed loop, and each run uses the
+the caller's side (validate, enqueue; the sender writes the bytes) and, separately, from
+that call until Kafka acknowledged the event. The same rates run again with a task that hogs
+the event loop for 50 ms every second: the caller-side figure must not move (the enqueue
+never waits for the loop), while the acknowledgement latency shows the stall. Another series
+sends the same events pre-serialized (`send_raw_nowait`): what the queue costs without
+validation. When Postgres is given, an indexer (`stream-indexer run`) consumes the emitted
+events on the same machine meanwhile, as in production (timed once it has started and
+indexed the warm-up events: its start-up is a transient, not its steady state); the plain
+rates then run once more after it stopped, to show what the other busy process costs. At the
+highest rate the slowest calls are explained (`bench/emit_tails.py`: garbage collection,
+descheduled by the OS, or own code), with and without the indexer. `bench/emit_cost.py`
+gives the CPU per event of validation and serialization, fast path against the models. The
+same run times the synchronous OpenSearch single-document index call the old system made
+inside its API requests. Events are generated before the timed loop, and each run uses the
 garbage-collector settings docs/producers.md recommends (`recommended_gc`); the slow calls
 are also explained once with CPython's defaults. Used by `make bench`; run alone with
 
