@@ -1,8 +1,8 @@
 """Observability, reindex: the `stream_indexer_reindex_*` metrics a running reindex exports.
 
 Served on `METRICS__PORT` by the reindex process (next to its catch-up group's pipeline
-metrics), so a dashboard can follow the phase, the backfill's progress and rate, and how
-far the catch-up group trails the live group.
+metrics), so a dashboard can follow the phase, the backfill's progress and rate, how far
+the catch-up group trails the live group, and how long both waited for it.
 """
 
 from __future__ import annotations
@@ -62,8 +62,22 @@ class ReindexMetrics:
         )
         self.throttled = Counter(
             "stream_indexer_reindex_throttled",
-            "Backfill page-size decreases, by reason: overload, latency, live_lag.",
+            "Backfill page-size decreases and holds, by reason: overload, latency, live_lag, "
+            "live_behind, live_hold.",
             ["reason"],
+            registry=r,
+        )
+        self.live_holds = Counter(
+            "stream_indexer_reindex_live_holds",
+            "Holds for the live group (live traffic first), by stage: a backfill page or a "
+            "catch-up bulk request that waited while the live group was behind.",
+            ["stage"],
+            registry=r,
+        )
+        self.live_held_seconds = Counter(
+            "stream_indexer_reindex_live_held_seconds",
+            "Seconds held for the live group, by stage (added when each hold ends).",
+            ["stage"],
             registry=r,
         )
         self.tombstones_carried = Gauge(
@@ -71,6 +85,11 @@ class ReindexMetrics:
             "Tombstones copied from the old index.",
             registry=r,
         )
+
+    def held(self, stage: str, seconds: float) -> None:
+        """One hold for the live group has ended after `seconds`."""
+        self.live_holds.labels(stage).inc()
+        self.live_held_seconds.labels(stage).inc(max(0.0, seconds))
 
     def set_phase(self, phase: str) -> None:
         for name in PHASES:

@@ -35,9 +35,28 @@ class SourcePool(Lifecycle):
             await pool.close()
 
 
+#: SQLSTATEs of a server going away under a session, not of a query that cannot work:
+#: admin shutdown (pg_terminate_backend, a fast stop), crash shutdown, starting up, too many
+#: connections (class 08, connection exceptions, is matched by prefix)
+_SERVER_GONE = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def source_down(exc: BaseException) -> bool:
+    """True when `exc` (a SourceUnavailableError, or what it wraps) says the source database
+    or the connection to it went away, which waiting may cure; False for a query the source
+    refuses (a missing table or column, no permission, a wrong password): that fails at once."""
+    cause = exc.__cause__ if isinstance(exc, SourceUnavailableError) else exc
+    if isinstance(cause, OSError):
+        return True  # refused, reset, timed out (TimeoutError is an OSError)
+    if isinstance(cause, asyncpg.PostgresError):  # closed mid-query is 08003
+        sqlstate = str(getattr(cause, "sqlstate", "") or "")
+        return sqlstate.startswith("08") or sqlstate in _SERVER_GONE
+    return False
+
+
 def quote_identifier(identifier: str) -> str:
     """`schema.table` -> `"schema"."table"` (settings allow plain identifiers only)."""
     return ".".join('"' + part.replace('"', '""') + '"' for part in identifier.split("."))
 
 
-__all__ = ["SourcePool", "quote_identifier"]
+__all__ = ["SourcePool", "quote_identifier", "source_down"]

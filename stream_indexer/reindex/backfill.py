@@ -169,7 +169,9 @@ class Backfill:
         """Wait while the live gate holds, at most `REINDEX__LIVE_HOLD_MAX_S` at a time;
         return "live_hold" when it held (for the throttle metric), else ""."""
         gate = self._t.live_gate
-        if gate is None or not await gate.wait(self._t.settings.reindex.live_hold_max_s):
+        if gate is None or not await gate.wait(
+            self._t.settings.reindex.live_hold_max_s, stage="backfill"
+        ):
             return ""
         return "live_hold"
 

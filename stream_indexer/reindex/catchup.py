@@ -108,7 +108,7 @@ class CatchUp(Lifecycle):
         """Before each of its bulk requests: wait while the live group is behind (at most
         `REINDEX__LIVE_HOLD_MAX_S` at a time, as the backfill's pages do)."""
         if self._live_gate is not None:
-            await self._live_gate.wait(self._settings.reindex.live_hold_max_s)
+            await self._live_gate.wait(self._settings.reindex.live_hold_max_s, stage="catchup")
 
     async def _start(self) -> None:
         committed = await self._probe.committed(self.group_id)

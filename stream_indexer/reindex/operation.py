@@ -248,7 +248,12 @@ def _live_watch(session: Session, probe: LagProbe) -> LiveWatch:
     return LiveWatch(
         probe,
         session.live_group,
-        LiveGate(r.live_lag_max_s, stall_s=r.live_stall_s, hold_share=r.live_hold_share),
+        LiveGate(
+            r.live_lag_max_s,
+            stall_s=r.live_stall_s,
+            hold_share=r.live_hold_share,
+            on_hold=session.reindex_metrics.held,
+        ),
         interval_s=r.probe_interval_s,
         on_lag=session.reindex_metrics.live_lag.set,
     )

@@ -168,7 +168,8 @@ class LiveGate:
     group stuck for a few seconds behind a backfill request is still one to wait for; one
     that has committed nothing for longer (its pods are down) is not helped by waiting, and
     the backfill goes on. Holds add up to at most `hold_share` of the gate's life (see
-    `allowance`). `max_lag_s` 0 turns the gate off.
+    `allowance`). `max_lag_s` 0 turns the gate off. `on_hold(stage, seconds)` is told of each
+    hold once it ends (the hold metrics).
     """
 
     def __init__(
@@ -179,8 +180,10 @@ class LiveGate:
         hold_share: float = 0.5,
         smoothing: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
+        on_hold: Callable[[str, float], None] = lambda _stage, _seconds: None,
     ) -> None:
         self.max_lag_s = max_lag_s
+        self.on_hold = on_hold
         self.stall_s = stall_s
         self.hold_share = hold_share
         self.smoothing = smoothing
@@ -253,17 +256,22 @@ class LiveGate:
         catch-up has to outpace the live stream to finish at all)."""
         return self.hold_share * (self._clock() - self._since) - self.held_s
 
-    async def wait(self, max_s: float) -> bool:
-        """Wait while the gate holds, at most `max_s` and the allowance; True when it held."""
+    async def wait(self, max_s: float, stage: str = "backfill") -> bool:
+        """Wait while the gate holds, at most `max_s` and the allowance; True when it held.
+        `stage` (who waited: "backfill" or "catchup") goes to `on_hold`."""
         if not self.hold:
             return False
         limit = min(max_s, self.allowance())
         if limit <= 0:
             return False
         started = self._clock()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.open.wait(), limit)
-        self.held_s += self._clock() - started
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.open.wait(), limit)
+        finally:  # a hold cut short by a stop is still a hold
+            held = self._clock() - started
+            self.held_s += held
+            self.on_hold(stage, held)
         return True
 
 

@@ -16,6 +16,9 @@ row's version: a newer event written meanwhile wins (a 409, counted `newer_meanw
 a repair can never undo fresher news. An `extra` document becomes a tombstone at its own
 version, so that a late stale event cannot bring it back. The repaired listings are then
 looked up once more; the run is clean only if none of them still drifts.
+
+Source reads go through `SourceReads`: a source database that goes away mid-check is waited
+for (`VERIFY__SOURCE_RETRY_S`) and the scan resumes after the last row it compared.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from stream_indexer.pipeline.documents import versioned_write
 from stream_indexer.pipeline.source_scan import SourceRow, SourceScanner
 from stream_indexer.repair.drift import DRIFT_KINDS, Finding, IndexDoc, compare
 from stream_indexer.repair.index_scan import IndexReader
+from stream_indexer.repair.source_reads import SourceReads
 from stream_indexer.repair.verify_report import (
     FAILED,
     NEWER_MEANWHILE,
@@ -93,6 +97,10 @@ class Verifier:
         self._policy = RetryPolicy.bounded(backoff, attempts=settings.retry.max_attempts)
         self._metrics = Metrics(CollectorRegistry())  # the bulk path's own; not exported
         self._scanner = SourceScanner(settings.source_dsn, settings.source)
+        # a source that goes away mid-check is waited for, and the scan resumes where it was
+        self._source = SourceReads(
+            self._scanner, RetryPolicy.bounded(backoff, elapsed_s=self._verify.source_retry_s)
+        )
         # verify never creates indices or aliases, and a read needs no write alias
         self._unmanaged = settings.model_copy(
             update={"opensearch": settings.opensearch.model_copy(update={"create_index": False})}
@@ -140,7 +148,7 @@ class Verifier:
         """Merge the id-ordered source and index streams, one page of each in memory."""
         assert self._reader is not None
         if self._on_start is not None:
-            self._on_start(await self._scanner.count())
+            self._on_start(await self._source.count())
         rows = self._source_rows()
         docs = self._reader.scan()
         row, doc = await anext(rows, None), await anext(docs, None)
@@ -163,7 +171,7 @@ class Verifier:
 
     async def _source_rows(self) -> AsyncIterator[SourceRow]:
         after = 0
-        while page := await self._scanner.page(after, self._verify.page_size):
+        while page := await self._source.page(after, self._verify.page_size):
             for row in page:
                 yield row
             self._progress(len(page), 0)
@@ -173,11 +181,11 @@ class Verifier:
         """`n` random source rows against the index, `n` random live documents against the
         source (only those find documents whose row is gone)."""
         assert self._reader is not None
-        total = await self._scanner.count()
+        total = await self._source.count()
         if self._on_start is not None:
             self._on_start(min(n, total) * 2)
         percent = 100.0 if total <= n else 100.0 * n / total
-        rows = await self._scanner.sample(percent, n) if total else []
+        rows = await self._source.sample(percent, n) if total else []
         docs = await self._reader.docs([row.listing_id for row in rows])
         for row in rows:
             await self._consider(report, row, docs.get(row.listing_id))
@@ -186,7 +194,7 @@ class Verifier:
         self._progress(len(rows), 0)
         seen = {row.listing_id for row in rows}
         live = [doc for doc in await self._reader.random_live(n) if doc.listing_id not in seen]
-        found = await self._scanner.rows([doc.listing_id for doc in live])
+        found = await self._source.rows([doc.listing_id for doc in live])
         for doc in live:
             await self._consider(report, found.get(doc.listing_id), doc)
         report.checked_docs += len(live)
@@ -238,7 +246,7 @@ class Verifier:
 
     async def _lookup(self, ids: Sequence[int]) -> list[_Drifted]:
         assert self._reader is not None
-        rows = await self._scanner.rows(ids)
+        rows = await self._source.rows(ids)
         docs = await self._reader.docs(ids)
         return [
             _Drifted(i, compare(rows.get(i), docs.get(i)), rows.get(i), docs.get(i)) for i in ids

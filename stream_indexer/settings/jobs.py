@@ -98,6 +98,12 @@ class VerifySettings(Section):
         ge=0,
         description="drift found is looked up again after this long (events still in flight)",
     )
+    source_retry_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="how long a check waits for a source database that went away (a restart, "
+        "a failover, a dropped connection) before it gives up (exit 1)",
+    )
     pushgateway_url: str | None = Field(
         default=None, description="Prometheus Pushgateway the run's metrics are pushed to"
     )

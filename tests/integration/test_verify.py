@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 import random
+import socket
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -325,3 +326,112 @@ async def test_repair_writes_through_the_write_alias_and_needs_it(
         assert "STREAM_INDEXER_OPENSEARCH__WRITE_ALIAS" in capsys.readouterr().err
     finally:
         await client.close()
+
+
+# --- the source going away mid-check -------------------------------------------------------
+
+#: listings 20..40, in step on both sides: pages to read after the first drift is rechecked
+MORE_IDS = range(20, 41)
+BLIP_AT = 30
+
+#: `listings_blip` is `listings` through a function that, once armed with an id (`blip_at`),
+#: kills the reading session (pg_terminate_backend of itself) the first time it reads that
+#: row: the connection is lost in the middle of a query, as in a restart or a failover. The
+#: sequence is not rolled back with the failed query, so it fires once.
+BLIP_DDL = """
+CREATE SEQUENCE blip_fired;
+CREATE TABLE blip_at (listing_id bigint);
+CREATE FUNCTION blip(row_id bigint) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    target bigint;
+BEGIN
+    SELECT listing_id INTO target FROM blip_at;
+    IF target IS NOT NULL AND row_id = target THEN
+        IF nextval('blip_fired') = 1 THEN
+            PERFORM pg_terminate_backend(pg_backend_pid());
+            PERFORM pg_sleep(30);  -- interrupted at once by the termination
+        END IF;
+    END IF;
+    RETURN true;
+END $$;
+CREATE VIEW listings_blip AS SELECT * FROM listings WHERE blip(id);
+"""
+
+
+async def test_a_source_connection_lost_mid_scan_is_retried_and_the_scan_resumes(
+    verify_env: Settings,
+) -> None:
+    await plant(verify_env)
+    client = AsyncOpenSearch(hosts=verify_env.opensearch.hosts)
+    conn = await asyncpg.connect(verify_env.postgres.dsn.get_secret_value())
+    try:
+        await upsert_rows(conn, [(_listing(i), 5) for i in MORE_IDS])
+        for i in MORE_IDS:
+            await _put(client, verify_env.physical_index, i, 5, _listing(i))
+        await conn.execute(BLIP_DDL)
+        armed: list[Sequence[int]] = []
+
+        async def arm(ids: Sequence[int]) -> None:
+            """Mid-scan (the first drift is rechecked at listing 15): the session reading
+            the page that holds listing 30 will be killed."""
+            if not armed:
+                armed.append(ids)
+                await conn.execute("INSERT INTO blip_at VALUES ($1)", BLIP_AT)
+
+        progress: list[int] = []
+        source = verify_env.source.model_copy(update={"table": "listings_blip"})
+        verifier = Verifier(
+            verify_env.model_copy(update={"source": source}),
+            before_recheck=arm,
+            on_progress=lambda rows, _docs: progress.append(rows),
+        )
+        report = await verifier.run(VerifyOptions(mode="full"))
+
+        assert armed and max(armed[0]) < BLIP_AT, "armed before the scan reached listing 30"
+        assert await conn.fetchval("SELECT last_value FROM blip_fired") == 2, (
+            "the session was killed once, and the read was tried again"
+        )
+        assert verifier._source.retries == 1
+        # resumed after the last compared id: every row compared once, not the start again
+        rows = len([*OK_IDS, 11, 12, 15, 16, 17, 18, 19, *MORE_IDS])
+        assert report.checked_rows == rows and sum(progress) == rows
+        assert _drift(report.to_json()) == EXPECTED_DRIFT
+        assert report.exit_code == 1
+    finally:
+        await conn.close()
+        await client.close()
+
+
+async def test_a_source_that_stays_away_fails_the_run_naming_the_setting(
+    verify_env: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await plant(verify_env)
+    with socket.socket() as probe:  # a port nothing listens on: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv(
+        "STREAM_INDEXER_SOURCE__DSN", f"postgresql://postgres:s3cret@127.0.0.1:{port}/postgres"
+    )
+    monkeypatch.setenv("STREAM_INDEXER_VERIFY__SOURCE_RETRY_S", "1")
+    monkeypatch.setenv("STREAM_INDEXER_RETRY__INITIAL_BACKOFF_MS", "50")
+    code = await asyncio.to_thread(main, ["verify", "--full"])
+    err = capsys.readouterr().err
+    assert code == 1
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("stream-indexer verify:")]
+    assert "VERIFY__SOURCE_RETRY_S (1 s)" in line and "the source row count" in line
+    assert "retrying in" in err, "it was waited for before giving up"
+    assert "s3cret" not in err
+
+
+async def test_a_query_the_source_refuses_fails_at_once(
+    verify_env: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await plant(verify_env)
+    monkeypatch.setenv("STREAM_INDEXER_SOURCE__TABLE", "no_such_table")
+    # were it retried, the run would outlast the test's timeout
+    monkeypatch.setenv("STREAM_INDEXER_VERIFY__SOURCE_RETRY_S", "3600")
+    code = await asyncio.to_thread(main, ["verify", "--full"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert '"no_such_table" does not exist' in err
+    assert "retrying in" not in err

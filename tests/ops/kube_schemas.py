@@ -5,13 +5,13 @@ Core kinds (Deployment, Job, Service, HPA, NetworkPolicy, ...) are validated aga
 strict schemas kubernetes-validate ships for that version: wrong types, missing required
 fields and unknown fields (a typo, or a field the version does not have yet) all fail.
 
-Custom resources (KEDA ScaledObject, Prometheus Operator ServiceMonitor and PrometheusRule)
-are not in those schemas. `CRD_SHAPES` is a minimal shape written here from the CRDs' documented
-fields, only the part the chart writes: apiVersion and kind, `metadata` as a real ObjectMeta,
-the required fields, value types (KEDA trigger metadata values are strings), Prometheus
-durations, and no unknown field in the objects the chart fills (a CRD with a structural schema
-would silently prune one). It is not the full CRD schema: a field the chart starts writing
-must be added here after checking the CRD's documentation.
+Custom resources (KEDA ScaledObject, Prometheus Operator ServiceMonitor, PodMonitor and
+PrometheusRule) are not in those schemas. `CRD_SHAPES` is a minimal shape written here from the
+CRDs' documented fields, only the part the chart writes: apiVersion and kind, `metadata` as a
+real ObjectMeta, the required fields, value types (KEDA trigger metadata values are strings),
+Prometheus durations, and no unknown field in the objects the chart fills (a CRD with a
+structural schema would silently prune one). It is not the full CRD schema: a field the chart
+starts writing must be added here after checking the CRD's documentation.
 """
 
 from __future__ import annotations
@@ -154,6 +154,22 @@ SERVICE_MONITOR = _resource(
     ),
 )
 
+POD_MONITOR = _resource(
+    "monitoring.coreos.com/v1",
+    "PodMonitor",
+    _object(
+        {
+            "jobLabel": {"type": "string"},
+            "selector": LABEL_SELECTOR,
+            "namespaceSelector": SERVICE_MONITOR["properties"]["spec"]["properties"][
+                "namespaceSelector"
+            ],
+            "podMetricsEndpoints": SERVICE_MONITOR["properties"]["spec"]["properties"]["endpoints"],
+        },
+        ["selector", "podMetricsEndpoints"],
+    ),
+)
+
 _RULE_FIELDS = {
     "alert": {"type": "string", "minLength": 1},
     "record": {"type": "string", "minLength": 1},
@@ -196,6 +212,7 @@ PROMETHEUS_RULE = _resource(
 CRD_SHAPES: dict[tuple[str, str], dict[str, Any]] = {
     ("keda.sh/v1alpha1", "ScaledObject"): SCALED_OBJECT,
     ("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICE_MONITOR,
+    ("monitoring.coreos.com/v1", "PodMonitor"): POD_MONITOR,
     ("monitoring.coreos.com/v1", "PrometheusRule"): PROMETHEUS_RULE,
 }
 

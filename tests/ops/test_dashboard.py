@@ -69,6 +69,8 @@ def test_panels_cover_what_operators_watch() -> None:
         "stream_indexer_drift_documents",  # drift check (verify)
         "stream_indexer_drift_remaining_documents",
         "stream_indexer_verify_last_run_timestamp_seconds",
+        "stream_indexer_reindex_live_holds_total",  # reindex: live traffic first
+        "stream_indexer_reindex_live_held_seconds_total",
     }
     assert required <= used, f"no panel for {required - used}"
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from stream_indexer.cli import build_parser
+from stream_indexer.cli.reindex import EXIT_BUSY, read_mapping
 from stream_indexer.settings import MetricsSettings, Settings, load_settings
 
 from . import helm_render
@@ -101,6 +102,7 @@ def test_the_chart_has_every_required_template() -> None:
         "NetworkPolicy",
         "ServiceAccount",
         "CronJob",
+        "PodMonitor",
     ):
         assert f"kind: {kind}\n" in kinds, kind
     assert (TEMPLATES / "NOTES.txt").is_file()
@@ -351,3 +353,150 @@ def test_tls_secret_is_mounted_read_only_where_the_settings_point(
 def test_invalid_tls_values_are_refused(tls: dict[str, Any]) -> None:
     with pytest.raises(helm_render.RenderError):
         helm_render.render({"tls": {"secretName": "indexer-tls"} | tls})
+
+
+# --- the reindex Job ------------------------------------------------------------------------
+
+NEW_MAPPING = {
+    "settings": {"number_of_shards": 1},
+    "mappings": {
+        "dynamic": "strict",
+        "properties": {
+            "id": {"type": "long"},
+            "version": {"type": "long"},
+            "deleted": {"type": "boolean"},
+            "title": {"type": "text", "analyzer": "english"},
+        },
+    },
+}
+
+
+def _reindex(values: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    return _by_kind(helm_render.render({"reindex": {"job": {"enabled": True} | values}}))
+
+
+def _reindex_job(kinds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    (job,) = [j for j in kinds["Job"] if j["metadata"]["name"].endswith("-reindex")]
+    return job
+
+
+def _mounted_mapping(kinds: dict[str, list[dict[str, Any]]], pod: dict[str, Any], path: str) -> str:
+    """The text the container reads at `path`: the ConfigMap key its volume mounts there."""
+    (container,) = pod["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    name = volume["configMap"]["name"]
+    (config,) = [c for c in kinds["ConfigMap"] if c["metadata"]["name"] == name]
+    text: str = config["data"][path.removeprefix(mount["mountPath"] + "/")]
+    return text
+
+
+def test_reindex_job_is_off_by_default() -> None:
+    kinds = _by_kind(helm_render.render(ALL_ON))
+    assert [j["metadata"]["name"] for j in kinds["Job"]] == ["demo-stream-indexer-migrate"]
+    assert "PodMonitor" not in kinds
+
+
+def test_reindex_job_runs_reindex_run_with_its_values(tmp_path: Any) -> None:
+    kinds = _reindex({"maxRate": 800, "graceS": 45.5, "source": "topic", "mapping": NEW_MAPPING})
+    job = _reindex_job(kinds)
+    assert job["spec"]["backoffLimit"] == 3
+    assert job["spec"]["activeDeadlineSeconds"] == 86400
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = build_parser().parse_args(container["args"])
+    assert (args.command, args.reindex_action) == ("reindex", "run")
+    assert (args.source, args.max_rate, args.grace_s) == ("topic", 800.0, 45.5)
+    assert callable(args.handler)
+    # the --mapping file is the ConfigMap the chart made, and the command accepts it
+    path = tmp_path / "mapping.json"
+    path.write_text(_mounted_mapping(kinds, pod, args.mapping))
+    assert read_mapping(str(path)) == NEW_MAPPING
+    # the same settings as the pods, none of their selector labels, the metrics port named
+    (deployment,) = kinds["Deployment"]
+    indexer = deployment["spec"]["template"]["spec"]
+    assert container["envFrom"] == indexer["containers"][0]["envFrom"]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert not selector.items() <= labels.items(), "reindex pods would join the Service"
+    assert container["ports"] == [
+        {"name": "metrics", "containerPort": MetricsSettings().port, "protocol": "TCP"}
+    ]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["terminationGracePeriodSeconds"] > Settings().shutdown_timeout_s
+
+
+def test_reindex_job_fails_at_once_on_bad_configuration_and_a_busy_lock() -> None:
+    job = _reindex_job(_reindex({}))
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    (fail,) = [r for r in rules if r["action"] == "FailJob"]
+    assert fail["onExitCodes"]["operator"] == "In"
+    assert sorted(fail["onExitCodes"]["values"]) == [2, EXIT_BUSY]
+    assert fail["onExitCodes"]["containerName"] == "reindex"
+    (ignore,) = [r for r in rules if r["action"] == "Ignore"]
+    assert ignore["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
+
+
+def test_reindex_job_defaults_pass_no_flags_the_settings_own() -> None:
+    kinds = _reindex({})
+    (container,) = _reindex_job(kinds)["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["reindex", "run", "--source", "postgres"]
+    assert not any(c["metadata"]["name"].endswith("-reindex-mapping") for c in kinds["ConfigMap"])
+    args = build_parser().parse_args(container["args"])
+    assert args.max_rate is None and args.grace_s is None and args.mapping is None
+
+
+def test_reindex_job_mapping_as_json_text_or_from_an_existing_config_map(tmp_path: Any) -> None:
+    text = json.dumps(NEW_MAPPING)  # what --set-file reindex.job.mapping=body.json gives
+    kinds = _reindex({"mapping": text})
+    pod = _reindex_job(kinds)["spec"]["template"]["spec"]
+    args = build_parser().parse_args(pod["containers"][0]["args"])
+    path = tmp_path / "mapping.json"
+    path.write_text(_mounted_mapping(kinds, pod, args.mapping))
+    assert read_mapping(str(path)) == NEW_MAPPING
+
+    kinds = _reindex({"mappingConfigMap": "listings-v2", "mappingKey": "body.json"})
+    pod = _reindex_job(kinds)["spec"]["template"]["spec"]
+    args = build_parser().parse_args(pod["containers"][0]["args"])
+    assert args.mapping.endswith("/body.json")
+    assert {"name": "mapping", "configMap": {"name": "listings-v2"}} in pod["volumes"]
+    assert not any(c["metadata"]["name"].endswith("-reindex-mapping") for c in kinds["ConfigMap"])
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"mapping": NEW_MAPPING, "mappingConfigMap": "x"}, "not both"),
+        ({"source": "kafka"}, "source"),
+        ({"maxRate": -1}, "maxRate"),
+        ({"mappingKey": "../x"}, "mappingKey"),
+    ],
+)
+def test_invalid_reindex_job_values_are_refused(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm_render.RenderError, match=re.escape(message)):
+        _reindex(values)
+
+
+def test_reindex_metrics_are_scraped_by_a_pod_monitor_with_the_service_monitor() -> None:
+    assert "PodMonitor" not in _reindex({})
+    kinds = _by_kind(
+        helm_render.render(
+            {
+                "reindex": {"job": {"enabled": True}},
+                "metrics": {"serviceMonitor": {"enabled": True}},
+            }
+        )
+    )
+    (monitor,) = kinds["PodMonitor"]
+    pod = _reindex_job(kinds)["spec"]["template"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == pod["spec"]["containers"][0]["ports"][0]["name"]
+    assert endpoint["path"] == "/metrics"
+    # its own job label: the catch-up group's pipeline series stay apart from the pods'
+    assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"
+    assert pod["metadata"]["labels"]["app.kubernetes.io/name"] == "stream-indexer-reindex"
+    (service,) = kinds["Service"]
+    assert not service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()

@@ -85,6 +85,22 @@ FEATURES: dict[str, tuple[dict[str, Any], set[str]]] = {
         },
         {"CronJob"},
     ),
+    "reindex-job": (
+        {
+            "reindex": {
+                "job": {
+                    "enabled": True,
+                    "maxRate": 500,
+                    "graceS": 30,
+                    "mapping": {"mappings": {"properties": {"id": {"type": "long"}}}},
+                }
+            },
+            "metrics": {"serviceMonitor": {"enabled": True}},
+            "extraEnv": [{"name": "TZ", "value": "UTC"}],
+            "tls": {"secretName": "indexer-tls"},
+        },
+        {"Job", "ConfigMap", "PodMonitor"},
+    ),
     "network-policy": (
         {
             "networkPolicy": {
@@ -228,6 +244,15 @@ def test_a_field_too_new_for_the_version_is_refused() -> None:
             {"metrics": {"serviceMonitor": {"enabled": True}}},
             lambda d: d["metadata"].update(labelz={}),
             "labelz",
+        ),
+        (
+            "PodMonitor",
+            {
+                "reindex": {"job": {"enabled": True}},
+                "metrics": {"serviceMonitor": {"enabled": True}},
+            },
+            lambda d: d["spec"].update(endpoints=d["spec"].pop("podMetricsEndpoints")),
+            "'podMetricsEndpoints' is a required property",
         ),
         (
             "PrometheusRule",

@@ -201,3 +201,21 @@ def test_the_gate_says_whether_the_live_topic_has_traffic_once_rated() -> None:
     busy.observe(_probe(100, 100, at=0.0))
     busy.observe(_probe(350, 300, at=0.5))
     assert busy.live_traffic
+
+
+async def test_each_hold_is_reported_with_its_stage_and_seconds_once_it_ends() -> None:
+    time, holds = FakeTime(), list[tuple[str, float]]()
+    gate = LiveGate(3.0, smoothing=1.0, clock=time.clock, on_hold=lambda *hold: holds.append(hold))
+    time.now = 600.0
+    assert await gate.wait(60.0, stage="catchup") is False
+    assert holds == [], "an open gate is no hold"
+    gate.observe(_probe(2_000, 500, at=0.0))
+    gate.observe(_probe(3_000, 1_000, at=2.0))  # 4 s behind and committing: holds
+    waiter = asyncio.create_task(gate.wait(60.0, stage="catchup"))
+    await asyncio.sleep(0)
+    assert holds == [], "counted when the hold ends"
+    time.now = 602.5
+    gate.observe(_probe(4_000, 3_900, at=4.0))  # caught up: the gate opens
+    assert await waiter is True
+    assert holds == [("catchup", 2.5)]
+    assert gate.held_s == 2.5
