@@ -294,10 +294,29 @@ class ListingEventProducer(Lifecycle):
         self, event: EventDict, headers: Headers | None
     ) -> asyncio.Future[DeliveryResult]:
         """Queue a validated event from the loop thread; its bytes are written by the sender
-        (`Pending.value`), on this same thread, after the call has returned."""
-        result = self._local_future()
-        key = encode_key(event["listing_id"])
-        self._submit(Pending(event, key, None, headers, self.topic, result), None)
+        (`Pending.value`), on this same thread, after the call has returned.
+
+        The emit path of an API handler, so it is written flat: one check of the producer's
+        state, one future, one queue append, and the sender woken directly when it is idle.
+        """
+        loop = self._loop
+        if loop is None or not self.running or threading.get_ident() != self._loop_thread:
+            raise self._not_here()
+        result = loop.create_future()
+        pending = Pending(
+            event,
+            encode_key(event["listing_id"]),
+            None,
+            headers,
+            self.topic,
+            result,
+            time.monotonic() + self._delivery_timeout,
+        )
+        admission = self._handoff.put(pending)
+        if admission is Admission.WAKE:
+            self._wakeup.set()
+        elif admission is not Admission.QUEUED:
+            self._refused(loop, pending, admission)
         return result
 
     def _submit_raw(
@@ -307,13 +326,17 @@ class ListingEventProducer(Lifecycle):
         self._submit(Pending(None, key, value, None, topic, result), None)
         return result
 
-    def _local_future(self) -> asyncio.Future[DeliveryResult]:
+    def _not_here(self) -> Exception:
+        """Why an emit call on the loop thread cannot queue: not running, or not that thread."""
         if self._loop is None or not self.running:
-            raise ProducerClosedError("the producer is not running (call start() first)")
-        if not self._on_loop_thread():
-            raise RuntimeError(
-                "emit_nowait runs on the producer's event loop thread; use emit_threadsafe"
-            )
+            return ProducerClosedError("the producer is not running (call start() first)")
+        return RuntimeError(
+            "emit_nowait runs on the producer's event loop thread; use emit_threadsafe"
+        )
+
+    def _local_future(self) -> asyncio.Future[DeliveryResult]:
+        if self._loop is None or not self.running or not self._on_loop_thread():
+            raise self._not_here()
         return self._loop.create_future()
 
     def _submit(self, pending: Pending, deadline: float | None) -> None:
@@ -323,11 +346,15 @@ class ListingEventProducer(Lifecycle):
             raise ProducerClosedError("the producer is not running (call start() first)")
         pending.deadline = time.monotonic() + self._delivery_timeout
         admission = self._handoff.put(pending, deadline=deadline)
-        if admission is Admission.QUEUED:
-            return
         if admission is Admission.WAKE:
             self._call_on_loop(loop, self._wakeup.set)
-            return
+        elif admission is not Admission.QUEUED:
+            self._refused(loop, pending, admission)
+
+    def _refused(
+        self, loop: asyncio.AbstractEventLoop, pending: Pending, admission: Admission
+    ) -> None:
+        """A stopping producer or a full queue: the outbox takes the event, or the call fails."""
         if admission is Admission.CLOSED:
             raise ProducerClosedError("the producer is stopping")
         if (
