@@ -38,6 +38,7 @@ from stream_indexer.pipeline.source_scan import SourceScanner
 from stream_indexer.reindex.backfill import Backfill, BackfillTools
 from stream_indexer.reindex.catchup import CatchUp
 from stream_indexer.reindex.live_watch import LiveWatch
+from stream_indexer.reindex.load_settings import finish_loading, loading_body
 from stream_indexer.reindex.offsets import LagProbe, commit_group_offsets, group_offsets
 from stream_indexer.reindex.session import Session
 from stream_indexer.reindex.state import ReindexRun, RunLock
@@ -163,7 +164,10 @@ async def _begin(session: Session, options: RunOptions) -> ReindexRun:
 async def _ensure_new_index(session: Session, current: ReindexRun) -> None:
     """Create the run's index unless it exists (a run killed before creating it)."""
     if not await session.client.indices.exists(index=current.new_index):
-        await session.client.indices.create(index=current.new_index, body=current.index_body)
+        body = current.index_body
+        if session.settings.reindex.load_settings:
+            body = loading_body(body or {})
+        await session.client.indices.create(index=current.new_index, body=body)
 
 
 async def _backfill(session: Session, current: ReindexRun, options: RunOptions) -> None:
@@ -297,11 +301,14 @@ async def _catch_up_and_cut_over(
             if not options.cutover:
                 log.info("reindex caught up; cut over with `reindex cutover`")
                 return
+            await _ready_for_cutover(session, current)  # before the switch's offsets are read
             cutover = await group_offsets(session.settings, session.live_group)
             if not await store.transition(
                 current, "catchup", "grace", cutover_offsets=cutover, cutover_at=datetime.now(UTC)
             ):
                 raise ReindexError(f"reindex run {current.id} was aborted")
+        else:  # resumed in grace: the switch may not have been made yet (idempotent)
+            await _ready_for_cutover(session, current)
         await session.point_aliases(current.new_index, current.old_index)
         reporter.set_phase("grace")
         log.info(
@@ -311,6 +318,18 @@ async def _catch_up_and_cut_over(
         await grace(session, catch, options.grace_s, on_lag)
     await store.transition(current, "grace", "done", finished_at=datetime.now(UTC))
     reporter.set_phase("done")
+
+
+async def _ready_for_cutover(session: Session, current: ReindexRun) -> None:
+    """The new index's own settings back, refreshed, replicas assigned (`load_settings`)."""
+    if session.settings.reindex.load_settings:
+        await finish_loading(
+            session.client,
+            current.new_index,
+            current.index_body or {},
+            like=current.old_index,
+            wait_s=session.settings.reindex.replicas_wait_s,
+        )
 
 
 async def replay_into(

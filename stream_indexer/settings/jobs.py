@@ -15,6 +15,17 @@ class ReindexSettings(Section):
     page_size: int = Field(
         default=2_000, ge=1, description="source rows per backfill page (the largest the AIMD uses)"
     )
+    load_settings: bool = Field(
+        default=True,
+        description="fill the new index with refresh_interval -1 and 0 replicas, and give it "
+        "its own settings (refreshed, replicas assigned) just before the cutover",
+    )
+    replicas_wait_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="how long the cutover waits for the new index to be as healthy as the old "
+        "one (replicas assigned) before it gives up, aliases unmoved",
+    )
     min_page_size: int = Field(
         default=50, ge=1, description="the smallest page the backfill backs off to"
     )

@@ -131,6 +131,7 @@ def _mapping_with_city_text(path: Path) -> Path:
         "type": "keyword",
         "fields": {"text": {"type": "text"}},
     }
+    body["settings"]["index"]["refresh_interval"] = "5s"
     path.write_text(json.dumps(body))
     return path
 
@@ -141,6 +142,15 @@ async def _city_text_hits(url: str, alias: str, word: str) -> int:
         await client.indices.refresh(index=alias)
         found = await client.search(index=alias, body={"query": {"match": {"city.text": word}}})
         return int(found["hits"]["total"]["value"])
+    finally:
+        await client.close()
+
+
+async def _refresh_and_replicas(url: str, index: str) -> tuple[str | None, str | None]:
+    client = AsyncOpenSearch(hosts=[url])
+    try:
+        found = (await client.indices.get_settings(index=index))[index]["settings"]["index"]
+        return found.get("refresh_interval"), found.get("number_of_replicas")
     finally:
         await client.close()
 
@@ -180,10 +190,11 @@ async def test_mapping_change_is_searchable_after_cutover_and_rollback_restores_
     word = city.split()[0].lower()
     assert await _city_text_hits(opensearch_url, alias, word) == 0
     mapping = _mapping_with_city_text(tmp_path / "mapping.json")
-    assert (
-        await reindex(settings, "run", "--mapping", str(mapping), "--grace-s", "0.2", log_path=logs)
-        == 0
-    )
+    assert await reindex(settings, "start", "--mapping", str(mapping), log_path=logs) == 0
+    # filled without refreshes or replicas; its own settings only just before the cutover
+    assert await _refresh_and_replicas(opensearch_url, f"{alias}_v2") == ("-1", "0")
+    assert await reindex(settings, "cutover", "--grace-s", "0.2", log_path=logs) == 0
+    assert await _refresh_and_replicas(opensearch_url, f"{alias}_v2") == ("5s", "0")
     assert await _city_text_hits(opensearch_url, alias, word) > 0
 
     # pods write the new index after the cutover; a rollback must not lose that
