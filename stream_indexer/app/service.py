@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -37,6 +38,8 @@ from stream_indexer.settings import Settings
 log = logging.getLogger(__name__)
 #: getmany's wait when nothing arrives: also how often flow control and lag are updated
 FETCH_TIMEOUT_MS = 200
+#: the shortest time between two commits a drained partition asks for
+DRAINED_COMMIT_GAP_S = 0.2
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -202,12 +205,22 @@ class IndexerService(Lifecycle):
                 health.caught_up()
 
     async def _commit_loop(self) -> None:
+        """Commit every `KAFKA__COMMIT_INTERVAL_MS`, and sooner once a worker has drained
+        its partition (at most every `DRAINED_COMMIT_GAP_S`): a consumer that caught up shows
+        lag 0 at once, and a crash then replays nothing it had finished."""
         committer = self._committer
         assert committer is not None
         interval = self.settings.kafka.commit_interval_ms / 1000
+        drained = self.wiring.drained
+        gap = min(interval, DRAINED_COMMIT_GAP_S)
+        last = time.monotonic()
         while not self._stopping.is_set():
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(drained.wait(), max(0.0, last + interval - time.monotonic()))
+                await asyncio.sleep(max(0.0, last + gap - time.monotonic()))
+            drained.clear()
             await committer.commit(self._workers)
+            last = time.monotonic()
 
     # -- rebalancing ------------------------------------------------------------------
 

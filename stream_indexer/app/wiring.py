@@ -91,6 +91,8 @@ class Wiring(Lifecycle):
         )
         #: partitions holding dead letters a DLQ store has not taken (readiness reports it)
         self.held = HeldLetters(metrics.dlq_held_letters)
+        #: a worker has nothing left buffered: the commit loop commits without waiting
+        self.drained = asyncio.Event()
         self.pool: Any = None
         self._producer: AIOKafkaProducer | None = None
         self._loader: SourceLoader | None = None
@@ -170,6 +172,7 @@ class Wiring(Lifecycle):
             redactor=Redactor(s.dlq.redact_drop_fields, s.dlq.redact_hash_fields),
             held=self.held,
             resolver=self.resolver,
+            drained=self.drained,
         )
 
     async def _stop(self) -> None:

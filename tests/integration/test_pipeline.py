@@ -90,6 +90,29 @@ async def test_final_index_is_newest_version_commits_reach_end_and_poison_is_dea
     assert dlq_writes == {"postgres": plan.poison, "kafka": plan.poison}
 
 
+async def test_a_drained_backlog_is_committed_without_waiting_for_the_interval(
+    kafka_bootstrap: str,
+    pg_dsn: str,
+    topic_factory: TopicFactory,
+    settings_for: SettingsFactory,
+) -> None:
+    topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=2)
+    plan = plan_events(300, listings=60, seed=5, poison_every=0)
+    # the timer alone would commit ten minutes from now
+    settings = settings_for(topic, **{"kafka.commit_interval_ms": 600_000})
+    ends = await produce_records(kafka_bootstrap, topic, plan.records)
+    async with IndexerService(settings, Metrics(CollectorRegistry())) as service:
+        await wait_for(
+            lambda: service_caught_up(service, ends),
+            within_s=60,
+            what="the drained partitions to be committed",
+        )
+        committed = await committed_offsets(
+            kafka_bootstrap, settings.kafka.group_id, topic, partitions=2
+        )
+        assert {p: committed[p] for p in ends} == ends
+
+
 def _is_valid(value: bytes | None) -> bool:
     from stream_indexer.errors import PoisonRecordError
     from stream_indexer.pipeline.decode import decode_event
