@@ -114,10 +114,17 @@ SPARSE_SAME_ID_EVENT_DICT_VALIDATOR = SchemaValidator(
 
 
 def event_dict(event: ListingEvent) -> EventDict:
-    """The dict form of a model-validated event (the values the fast validator yields)."""
+    """The dict form of a model-validated event (the values the fast validator yields).
+
+    It owns its containers, as the validator's output does: a frozen model still lets its
+    caller change the `attributes` dict or the `images` list in place, and the producer
+    writes the record bytes after `emit_*_nowait` has returned."""
     out = dict(event.__dict__)
     if event.data is not None:
-        data = dict(event.data.__dict__)
+        data = {
+            name: value.copy() if isinstance(value, dict | list) else value
+            for name, value in event.data.__dict__.items()
+        }
         if event.data.location is not None:
             data["location"] = dict(event.data.location.__dict__)
         out["data"] = data

@@ -17,7 +17,7 @@ import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from stream_indexer.models import ListingEvent
+from stream_indexer.models import Listing, ListingEvent
 from stream_indexer.producer import (
     ListingEventProducer,
     ProducerBackpressureError,
@@ -180,6 +180,27 @@ def test_the_call_leaves_the_record_bytes_to_the_sender(monkeypatch: pytest.Monk
         assert len(written) == 1  # the sender wrote them, once
         model = index_event(listing(7), 1, occurred_at=NOW, event_id=event_id)
         assert kafka.sent == [(producer.topic, b"7", encode_value(model))]
+        loop.run_until_complete(producer.stop())
+    finally:
+        loop.close()
+
+
+def test_a_model_changed_in_place_after_the_call_is_sent_as_it_was() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        kafka = FakeKafka()
+        producer = Producer(kafka, settings())
+        loop.run_until_complete(producer.start())
+        model = Listing.model_validate(
+            {**listing(7), "attributes": {"color": "black"}, "images": ["https://x/1.jpg"]}
+        )
+        result = producer.emit_index_nowait(model, 1)
+        assert model.attributes is not None and model.images is not None
+        model.attributes["color"] = "red"  # frozen models still hold mutable containers
+        model.images.append("https://x/2.jpg")
+        loop.run_until_complete(result)
+        sent = orjson.loads(kafka.sent[0][2])["data"]
+        assert (sent["attributes"], sent["images"]) == ({"color": "black"}, ["https://x/1.jpg"])
         loop.run_until_complete(producer.stop())
     finally:
         loop.close()
