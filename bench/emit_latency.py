@@ -37,12 +37,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from opensearchpy import OpenSearch
 
 from bench.emit_cost import measure_call_cost
 from bench.emit_tails import explain_slow_calls
-from bench.indexer_proc import indexer_env, spawn
+from bench.indexer_proc import OffsetReader, indexer_env, spawn
 from stream_indexer.app.migrate import migrate_up
 from stream_indexer.app.topics import ensure_topic
 from stream_indexer.devtools.devstack import StackEndpoints
@@ -185,23 +184,12 @@ async def _caught_up(bootstrap: str, group: str, topic: str, proc: subprocess.Po
     The timed runs then see an indexer in its steady state, consuming as events arrive, and
     not its start-up (imports, connections, the first backlog), which is a transient.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
+    reader = OffsetReader(bootstrap, group, topic, range(PARTITIONS))
+    await reader.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
-        while time.monotonic() < deadline and proc.poll() is None:
-            committed = {tp: (await consumer.committed(tp)) or 0 for tp in tps}
-            if all(committed[tp] >= ends[tp] for tp in tps):
-                return
-            await asyncio.sleep(0.2)  # another process's progress: polled, nothing to await
-        raise RuntimeError(f"the indexer did not catch up with {topic} (see its log)")
+        await reader.until_committed(await reader.ends(), timeout_s=CATCH_UP_TIMEOUT_S, proc=proc)
     finally:
-        await consumer.stop()
+        await reader.stop()
 
 
 async def measure_emit_latency(

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,11 +142,14 @@ class OffsetReader:
     """The group's committed offsets, read from the broker without joining the group (a
     manually assigned consumer only sends OffsetFetch): costs the indexer nothing."""
 
-    def __init__(self, bootstrap: str, group_id: str, topic: ProducedTopic) -> None:
+    def __init__(
+        self, bootstrap: str, group_id: str, topic: str, partitions: Iterable[int]
+    ) -> None:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
         )
-        self._tps = [TopicPartition(topic.name, p) for p in sorted(topic.ends)]
+        self._group_id = group_id
+        self._tps = [TopicPartition(topic, p) for p in sorted(partitions)]
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -156,6 +160,28 @@ class OffsetReader:
 
     async def read(self) -> dict[int, int]:
         return {tp.partition: (await self._consumer.committed(tp)) or 0 for tp in self._tps}
+
+    async def ends(self) -> dict[int, int]:
+        """Each partition's end offset now."""
+        found = await self._consumer.end_offsets(self._tps)
+        return {tp.partition: offset for tp, offset in found.items()}
+
+    async def until_committed(
+        self,
+        ends: Mapping[int, int],
+        *,
+        timeout_s: float,
+        proc: subprocess.Popen[bytes] | None = None,
+    ) -> None:
+        """Until the group has committed `ends` on every partition; raises once `timeout_s`
+        passed or `proc` (the consumer) exited first."""
+        deadline = time.monotonic() + timeout_s
+        while any(done < ends[partition] for partition, done in (await self.read()).items()):
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{self._group_id} exited before committing everything")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self._group_id} did not commit everything in {timeout_s:g} s")
+            await asyncio.sleep(0.2)  # another process's progress: polled, nothing to await
 
 
 async def scrape(http: aiohttp.ClientSession, url: str, sample: Sample) -> bool:
@@ -217,7 +243,7 @@ async def run_indexer(
     """
     port = free_port()
     metrics_url = f"http://127.0.0.1:{port}/metrics"
-    offsets = OffsetReader(endpoints.kafka_bootstrap, group_id, topic)
+    offsets = OffsetReader(endpoints.kafka_bootstrap, group_id, topic.name, topic.ends)
     await offsets.start()
     env = indexer_env(endpoints, topic.name, group_id, index, port)
     env.update(extra_env or {})

@@ -151,14 +151,10 @@ async def _feed(
 
 async def _drained(bootstrap: str, group: str, fed: ProducedTopic) -> None:
     """Until the indexer has committed everything fed: every event's freshness is in."""
-    reader = indexer_proc.OffsetReader(bootstrap, group, fed)
+    reader = indexer_proc.OffsetReader(bootstrap, group, fed.name, fed.ends)
     await reader.start()
     try:
-        deadline = time.monotonic() + 120
-        while any(done < fed.ends[partition] for partition, done in (await reader.read()).items()):
-            if time.monotonic() > deadline:
-                raise RuntimeError("live indexer did not catch up within 120 s")
-            await asyncio.sleep(0.2)
+        await reader.until_committed(fed.ends, timeout_s=120)
     finally:
         await reader.stop()
 
