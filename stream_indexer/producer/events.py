@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
+from pydantic_core import SchemaValidator
 
 from stream_indexer.errors import InvalidEventError
 from stream_indexer.event_dicts import (
@@ -217,14 +218,10 @@ def index_event_dict(
     `SPARSE_SAME_ID_EVENT_DICT_VALIDATOR`); another mapping could answer `get` and item
     access differently, so it gets the full check.
     """
-    if type(listing) is dict or isinstance(listing, Mapping):
-        validator = (
-            SPARSE_SAME_ID_EVENT_DICT_VALIDATOR
-            if type(listing) is dict
-            else SPARSE_EVENT_DICT_VALIDATOR
-        )
+    if isinstance(listing, Mapping):
+        same_id = type(listing) is dict
         try:
-            out: EventDict = validator.validate_python(
+            return _validated(
                 {
                     "event_id": event_id or new_event_id(),
                     "action": "index",
@@ -232,9 +229,9 @@ def index_event_dict(
                     "version": version,
                     "occurred_at": occurred_at or now_utc(),
                     "data": None if thin else listing,
-                }
+                },
+                SPARSE_SAME_ID_EVENT_DICT_VALIDATOR if same_id else SPARSE_EVENT_DICT_VALIDATOR,
             )
-            return out
         except ValidationError:
             pass  # the models raise the error, in their words
     event = index_event(listing, version, occurred_at=occurred_at, event_id=event_id, thin=thin)
@@ -264,9 +261,11 @@ def delete_event_dict(
     return event_dict(delete_event(listing_id, version, occurred_at=occurred_at, event_id=event_id))
 
 
-def _validated(candidate: object) -> EventDict:
+def _validated(
+    candidate: object, validator: SchemaValidator = SPARSE_EVENT_DICT_VALIDATOR
+) -> EventDict:
     """The sparse dict form: fields left out stay out (nothing to strip before encoding)."""
-    out: EventDict = SPARSE_EVENT_DICT_VALIDATOR.validate_python(candidate)
+    out: EventDict = validator.validate_python(candidate)
     return out
 
 
