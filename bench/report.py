@@ -224,6 +224,7 @@ def render(report: dict[str, Any]) -> str:
             f"{_n(zc['cpu_window_vs_baseline'], 2)}x the CPU per event "
             f"({_n(zc['records'])} records)"
         )
+    lines += _comparison_lines(comparison(r))
     for key, label in (("memory_small", "small"), ("memory_large", "large")):
         if key in r:
             m = r[key]
@@ -259,6 +260,12 @@ def render(report: dict[str, Any]) -> str:
             f"index check: {c['count']} documents, {c['expected']} expected "
             f"({'ok' if c['ok'] else 'MISMATCH'})"
         )
+        exact = c.get("exact")
+        if exact:
+            lines[-1] += (
+                f"; per listing: {exact['stale']} stale, {exact['missing']} missing,"
+                f" {exact['extra']} not planned ({'exact' if exact['ok'] else 'NOT EXACT'})"
+            )
     lines += ["", "{:<36} {:>10} {:>10}  {}".format("target", "measured", "target", "met")]
     lines.append("-" * 66)
     for v in report["verdicts"]:
@@ -305,6 +312,111 @@ def render(report: dict[str, Any]) -> str:
         f"Python {m['python']}; servers: {servers}",
     ]
     return "\n".join(lines)
+
+
+#: (results key, label) of the other consumers (bench/external_baselines.py)
+EXTERNAL = (("node", "Node kafkajs eachBatch consumer"), ("quix", "Quix Streams + ES sink"))
+
+
+def _row(system: str, sink: str, run: dict[str, Any], check: Any = None) -> dict[str, Any]:
+    return {
+        "system": system,
+        "sink": sink,
+        "events_per_s": run.get("events_per_s"),
+        "documents_sent": run.get("documents_sent"),
+        "bulk_requests": run.get("bulk_requests"),
+        "cpu_window_us_per_event": run.get("cpu_window_us_per_event"),
+        "cpu_us_per_event": run.get("cpu_us_per_event"),
+        "max_rss_mib": run.get("max_rss_mib"),
+        "index_ok": check,
+    }
+
+
+def comparison(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's table: stream-indexer, the per-partition baseline and the other consumers
+    on osmem and on the zero-cost sink, from whichever of them ran; a system that could not
+    run has its reason instead of figures."""
+    rows: list[dict[str, Any]] = []
+    best = r.get("bulk_ceiling", {}).get("best")
+    if best:
+        rows.append(
+            {
+                "system": "bulk ceiling (pre-serialized, event order)",
+                "sink": "osmem",
+                "events_per_s": best.get("events_per_s"),
+                "documents_sent": r["bulk_ceiling"].get("documents"),
+            }
+        )
+    if "end_to_end" in r:
+        check = r.get("index_check", {})
+        exact = check.get("exact", {})
+        rows.append(
+            _row(
+                "stream-indexer (defaults)",
+                "osmem",
+                r["end_to_end"],
+                exact.get("ok", check.get("ok")),
+            )
+        )
+    external = r.get("external", {})
+    for key, label in EXTERNAL:
+        run = external.get(key, {})
+        rows += _external_rows(label, run, "osmem")
+    if "zero_cost" in r:
+        rows.append(_row("stream-indexer (defaults)", "zero-cost", r["zero_cost"]["indexer"]))
+        rows.append(
+            _row("per-partition aiokafka baseline", "zero-cost", r["zero_cost"]["baseline"])
+        )
+    for key, label in EXTERNAL:
+        rows += _external_rows(label, external.get(key, {}), "zero_cost")
+    return rows
+
+
+def _external_rows(label: str, run: dict[str, Any], sink: str) -> list[dict[str, Any]]:
+    name = sink.replace("_", "-")
+    if "skipped" in run:
+        return (
+            [{"system": label, "sink": name, "not_run": run["skipped"]}] if sink == "osmem" else []
+        )
+    part = run.get(sink)
+    if part is None:
+        return []
+    if "error" in part:
+        return [{"system": label, "sink": name, "not_run": part["error"]}]
+    return [_row(label, name, part, part.get("index_check", {}).get("ok"))]
+
+
+def _comparison_lines(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    head = "{:<42} {:<9} {:>9} {:>9} {:>6} {:>15} {:>8}  {}"
+    lines = [
+        "",
+        "against other consumers (same backlogs; CPU of the consumer's own process):",
+        head.format(
+            "system", "sink", "events/s", "docs sent", "bulks", "CPU µs/ev w/l", "RSS MiB", "index"
+        ),
+    ]
+    for row in rows:
+        if "not_run" in row:
+            lines.append(f"{row['system']:<42} {row['sink']:<9} not run: {row['not_run'][:200]}")
+            continue
+        cpu = f"{_n(row.get('cpu_window_us_per_event'), 1)} / {_n(row.get('cpu_us_per_event'), 1)}"
+        index = {True: "exact", False: "NOT EXACT", None: "-"}[row.get("index_ok")]
+        lines.append(
+            head.format(
+                row["system"],
+                row["sink"],
+                _n(row.get("events_per_s")),
+                _n(row.get("documents_sent")),
+                _n(row.get("bulk_requests")),
+                cpu,
+                _n(row.get("max_rss_mib"), 1),
+                index,
+            )
+        )
+    lines.append("  CPU w/l: while processing (first fetch -> all committed) / whole process life")
+    return lines
 
 
 def _cost_grid_lines(grid: dict[str, Any] | None) -> list[str]:

@@ -5,7 +5,9 @@ bulk ceiling, the reindex backfill against the bulk ceiling of its own rows, the
 grid (fresh osmem processes), fixed vs adaptive request concurrency on the grid's documents
 (bench/shaping.py, with a plot), stream-indexer end to end (child process), the indexer and
 the per-partition
-bulk baseline against a zero-cost sink, the naive and old-design baselines, the memory
+bulk baseline against a zero-cost sink, other consumers (a Node kafkajs consumer, Quix
+Streams) on osmem and on that sink (bench/external_baselines.py; skipped with the reason when
+node/npm or the install is missing), the naive and old-design baselines, the memory
 bound (two more indexer runs), and the producer emit latency when bench/emit_latency.py
 is present. Prints a table with the ratios against their targets and
 writes bench/results/latest.json (the results folder is git-ignored).
@@ -21,9 +23,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import baselines, ceilings, cost_grid, osadmin, reindex_step, report, shaping
+from bench import (
+    baselines,
+    ceilings,
+    cost_grid,
+    external_baselines,
+    osadmin,
+    reindex_step,
+    report,
+    shaping,
+)
 from bench.indexer_proc import run_indexer
-from bench.workload import make_plan, produce_backlog, run_id, writes_for
+from bench.workload import ProducedTopic, make_plan, produce_backlog, run_id, writes_for
 from bench.zero_cost import zero_cost
 from stream_indexer.app.migrate import migrate_up
 from stream_indexer.devtools.devstack import EmbeddedStack, StackEndpoints
@@ -41,6 +52,7 @@ STEPS = (
     "shaping",
     "e2e",
     "zero_cost",
+    "external",
     "baselines",
     "memory",
     "emit",
@@ -217,6 +229,7 @@ async def run_all(cfg: Config, endpoints: StackEndpoints, logs: Path) -> dict[st
             profile_out=logs / "indexer-e2e.pyspy.txt" if cfg.profile else None,
             extra_env=cfg.indexer_env,
         )
+        exact = await external_baselines.index_check(os_url, f"{index}_v1", plan)
         async with osadmin.session() as http:
             count = await osadmin.count(http, os_url, f"{index}_v1")
             await osadmin.delete_index(http, os_url, f"{index}_v1")
@@ -224,9 +237,23 @@ async def run_all(cfg: Config, endpoints: StackEndpoints, logs: Path) -> dict[st
             "count": count,
             "expected": len(plan.expected),
             "ok": count == len(plan.expected),
+            "exact": exact,
         }
-    if "zero_cost" not in cfg.skip:
-        results["zero_cost"] = await zero_cost_step(cfg, endpoints, rid, logs)
+    zc_topic = None
+    if "zero_cost" not in cfg.skip or "external" not in cfg.skip:
+        zc_topic = await zero_cost_topic(cfg, endpoints, rid)
+    if "zero_cost" not in cfg.skip and zc_topic is not None:
+        results["zero_cost"] = await zero_cost_step(cfg, endpoints, zc_topic, rid, logs)
+    if "external" not in cfg.skip:
+        results["external"] = await external_baselines.external(
+            endpoints,
+            e2e_topic=main_topic,
+            e2e_plan=plan,
+            zero_cost_topic=zc_topic,
+            rid=rid,
+            logs=logs,
+            progress=step,
+        )
     if "baselines" not in cfg.skip:
         small = await produce_backlog(
             bootstrap,
@@ -258,13 +285,12 @@ async def run_all(cfg: Config, endpoints: StackEndpoints, logs: Path) -> dict[st
         "results": results,
         "figures": figures,
         "verdicts": report.verdicts(figures),
+        "comparison": report.comparison(results),
         "logs": str(logs),
     }
 
 
-async def zero_cost_step(
-    cfg: Config, endpoints: StackEndpoints, rid: str, logs: Path
-) -> dict[str, Any]:
+async def zero_cost_topic(cfg: Config, endpoints: StackEndpoints, rid: str) -> ProducedTopic:
     """Its own backlog, one listing per ten events (the issue's zero-cost workload: fewer
     overwrites, so coalescing saves little and the per-event cost shows)."""
     listings = max(1, cfg.events // 10)
@@ -272,10 +298,15 @@ async def zero_cost_step(
     plan = make_plan(
         cfg.events, listings=listings, seed=cfg.seed + 2, poison_every=cfg.poison_every
     )
-    topic = await produce_backlog(
+    return await produce_backlog(
         endpoints.kafka_bootstrap, f"bench-{rid}-zc", plan.records, partitions=cfg.partitions
     )
-    del plan
+
+
+async def zero_cost_step(
+    cfg: Config, endpoints: StackEndpoints, topic: ProducedTopic, rid: str, logs: Path
+) -> dict[str, Any]:
+    """The indexer, then the per-partition baseline, on the zero-cost backlog."""
     step(f"zero-cost sink: indexer, then per-partition baseline, over {topic.records:,} records")
     return await zero_cost(
         endpoints,

@@ -27,11 +27,16 @@ from stream_indexer.devtools.devstack._proc import free_port
 READY_TIMEOUT_S = 30.0
 
 
-async def start_sink(log_path: Path) -> tuple[asyncio.subprocess.Process, str]:
+async def start_sink(
+    log_path: Path, *, elastic_product: bool = False
+) -> tuple[asyncio.subprocess.Process, str]:
     """The sink in its own process (its CPU must not land on either consumer); its URL."""
+    command = [sys.executable, "-m", "bench.zero_cost_sink", "--port", str(free_port())]
+    if elastic_product:
+        command.append("--elastic-product")
     with log_path.open("ab") as log:
         proc = await asyncio.create_subprocess_exec(
-            *[sys.executable, "-m", "bench.zero_cost_sink", "--port", str(free_port())],
+            *command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log,

@@ -5,7 +5,9 @@
 is read in full and every item answered as written (201, or 200 for a delete) at once,
 trimmed as `filter_path` asks. Nothing is stored, so a consumer's events/s and CPU against it
 are its own ceiling, not the server's (osmem's per-request cost hides them). It prints
-`{"url": ...}` once it listens.
+`{"url": ...}` once it listens. With `--elastic-product` every answer carries the header the
+Elasticsearch Python client insists on (its product check), so that a consumer built on it
+(Quix Streams' sink, bench/quix_consumer.py) can be measured too.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ class ZeroCostSink:
     """The indices and aliases created so far (existence checks must turn true) and a
     counter of bulk items, for the benchmark's sanity check."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, elastic_product: bool = False) -> None:
+        self.elastic_product = elastic_product
         self.indices: set[str] = set()
         #: alias -> the indices it points to
         self.aliases: dict[str, set[str]] = {}
@@ -73,6 +76,8 @@ class ZeroCostSink:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=200 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self.handle)
+        if self.elastic_product:
+            app.on_response_prepare.append(_elastic_product_header)
         return app
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -125,8 +130,12 @@ class ZeroCostSink:
         )
 
 
-async def serve(host: str, port: int) -> None:
-    runner = web.AppRunner(ZeroCostSink().app(), access_log=None)
+async def _elastic_product_header(_request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["X-Elastic-Product"] = "Elasticsearch"
+
+
+async def serve(host: str, port: int, *, elastic_product: bool = False) -> None:
+    runner = web.AppRunner(ZeroCostSink(elastic_product=elastic_product).app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     print(orjson.dumps({"url": f"http://{host}:{port}"}).decode(), flush=True)
@@ -140,9 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.zero_cost_sink")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--elastic-product", action="store_true", help="answer as Elasticsearch (header)"
+    )
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.host, args.port))
+        asyncio.run(serve(args.host, args.port, elastic_product=args.elastic_product))
     return 0
 
 
