@@ -127,7 +127,7 @@ async def measure(
         while last is None:
             await asyncio.sleep(SAMPLE_EVERY_S)
             if proc.poll() is not None:
-                raise RuntimeError(f"exited early ({proc.returncode}): {_tail(log_path)}")
+                raise RuntimeError(f"exited early ({proc.returncode}): {_tail(log_path, 1)}")
             if time.perf_counter() - spawned > RUN_TIMEOUT_S:
                 raise RuntimeError(f"did not commit everything in {RUN_TIMEOUT_S:g} s")
             if first is None and FIRST_FETCH not in out_path.read_bytes():

@@ -5,8 +5,8 @@ aiokafka group consumer whose every `getmany()` partition batch becomes one `_bu
 `version_type=external_gte`, the listing as `_source` plus the event's version, id and
 time) followed by one commit, the shape of a kafkajs `eachBatch` consumer. It parses JSON
 but does not validate the contract; records that are not an event object are skipped. It
-prints one JSON line: records, events/s and CPU µs/event from its first fetch until every
-record is committed, and CPU over its whole life.
+prints one JSON line: records, events/s, documents and requests sent, and CPU µs/event from
+its first fetch until every record is committed, and CPU over its whole life.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ async def run(bootstrap: str, topic: str, group_id: str, url: str, index: str, t
         session_timeout_ms=6000,
     )
     await consumer.start()
-    done = 0
+    done = documents = requests = 0
     started = cpu_started = 0.0
     bulk_url = f"{url}/{index}/_bulk"
     try:
@@ -96,6 +96,8 @@ async def run(bootstrap: str, topic: str, group_id: str, url: str, index: str, t
                             answer = orjson.loads(await response.read())
                         if response.status != 200 or answer.get("errors"):
                             raise RuntimeError(f"bulk failed: HTTP {response.status}")
+                        documents += items
+                        requests += 1
                     await consumer.commit({tp: records[-1].offset + 1})
                     done += len(records)
             seconds = time.perf_counter() - started
@@ -106,6 +108,8 @@ async def run(bootstrap: str, topic: str, group_id: str, url: str, index: str, t
         "records": done,
         "seconds": round(seconds, 3),
         "events_per_s": round(done / seconds, 1),
+        "documents_sent": documents,
+        "bulk_requests": requests,
         "cpu_window_us_per_event": round(cpu * 1e6 / max(1, done), 2),
         "cpu_us_per_event": round(_cpu_s() * 1e6 / max(1, done), 2),
         "max_rss_mib": _peak_rss_mib(),

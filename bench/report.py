@@ -329,6 +329,7 @@ def _row(system: str, sink: str, run: dict[str, Any], check: Any = None) -> dict
         "cpu_us_per_event": run.get("cpu_us_per_event"),
         "max_rss_mib": run.get("max_rss_mib"),
         "index_ok": check,
+        "unplanned_documents": (run.get("index_check") or {}).get("extra"),
     }
 
 
@@ -403,6 +404,8 @@ def _comparison_lines(rows: list[dict[str, Any]]) -> list[str]:
             continue
         cpu = f"{_n(row.get('cpu_window_us_per_event'), 1)} / {_n(row.get('cpu_us_per_event'), 1)}"
         index = {True: "exact", False: "NOT EXACT", None: "-"}[row.get("index_ok")]
+        if row.get("unplanned_documents"):
+            index += f" +{row['unplanned_documents']} poison"
         lines.append(
             head.format(
                 row["system"],

@@ -60,3 +60,27 @@ async def test_the_indexers_sink_starts_against_it_and_writes_through_the_write_
         assert sink_app.aliases == {"listings": {"listings_v1"}, "listings_write": {"listings_v1"}}
     finally:
         await runner.cleanup()
+
+
+async def test_it_answers_as_elasticsearch_only_when_asked() -> None:
+    """The Elasticsearch client (Quix Streams' sink) refuses a server without the product
+    header; the indexer's runs keep an OpenSearch-looking sink."""
+    import aiohttp
+
+    headers: dict[bool, str | None] = {}
+    for elastic in (False, True):
+        runner = web.AppRunner(ZeroCostSink(elastic_product=elastic).app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(f"http://127.0.0.1:{port}/i/_bulk", data=b'{"index":{}}\n{}\n') as r,
+            ):
+                assert (await r.json())["items"] == [{"index": {"status": 201}}]
+                headers[elastic] = r.headers.get("X-Elastic-Product")
+        finally:
+            await runner.cleanup()
+    assert headers == {False: None, True: "Elasticsearch"}

@@ -1,0 +1,56 @@
+"""The benchmark's comparison table: every system that ran, and why the others did not."""
+
+from __future__ import annotations
+
+from bench.report import _comparison_lines, comparison
+
+RUN = {
+    "events_per_s": 1000.0,
+    "documents_sent": 900,
+    "bulk_requests": 3,
+    "cpu_window_us_per_event": 20.0,
+    "cpu_us_per_event": 30.0,
+    "max_rss_mib": 100.0,
+}
+
+
+def test_rows_for_what_ran_and_reasons_for_what_did_not() -> None:
+    results = {
+        "end_to_end": RUN,
+        "index_check": {"ok": True, "exact": {"ok": True}},
+        "zero_cost": {"indexer": RUN, "baseline": RUN},
+        "external": {
+            "node": {
+                "osmem": {**RUN, "index_check": {"ok": True, "extra": 4}},
+                "zero_cost": RUN,
+            },
+            "quix": {"osmem": {"error": "HTTP 406"}, "zero_cost": {**RUN, "events_per_s": 5.0}},
+        },
+    }
+    rows = comparison(results)
+    assert [(row["system"][:8], row["sink"]) for row in rows] == [
+        ("stream-i", "osmem"),
+        ("Node kaf", "osmem"),
+        ("Quix Str", "osmem"),
+        ("stream-i", "zero-cost"),
+        ("per-part", "zero-cost"),
+        ("Node kaf", "zero-cost"),
+        ("Quix Str", "zero-cost"),
+    ]
+    assert rows[2]["not_run"] == "HTTP 406"
+    assert rows[6]["events_per_s"] == 5.0
+    text = "\n".join(_comparison_lines(rows))
+    assert "not run: HTTP 406" in text
+    assert "exact +4 poison" in text
+
+
+def test_a_skipped_system_is_named_once_with_its_reason() -> None:
+    results = {"external": {"node": {"skipped": "node or npm is not installed"}, "quix": {}}}
+    rows = comparison(results)
+    assert rows == [
+        {
+            "system": "Node kafkajs eachBatch consumer",
+            "sink": "osmem",
+            "not_run": "node or npm is not installed",
+        }
+    ]
