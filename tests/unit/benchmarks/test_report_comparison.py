@@ -16,6 +16,7 @@ RUN = {
 
 def test_rows_for_what_ran_and_reasons_for_what_did_not() -> None:
     results = {
+        "bulk_ceiling": {"documents": 990, "events_per_s": 7.0, "best": {"batch_size": 5000}},
         "end_to_end": RUN,
         "index_check": {"ok": True, "exact": {"ok": True}},
         "zero_cost": {"indexer": RUN, "baseline": RUN},
@@ -29,6 +30,7 @@ def test_rows_for_what_ran_and_reasons_for_what_did_not() -> None:
     }
     rows = comparison(results)
     assert [(row["system"][:8], row["sink"]) for row in rows] == [
+        ("bulk cei", "osmem"),
         ("stream-i", "osmem"),
         ("Node kaf", "osmem"),
         ("Quix Str", "osmem"),
@@ -37,8 +39,9 @@ def test_rows_for_what_ran_and_reasons_for_what_did_not() -> None:
         ("Node kaf", "zero-cost"),
         ("Quix Str", "zero-cost"),
     ]
-    assert rows[2]["not_run"] == "HTTP 406"
-    assert rows[6]["events_per_s"] == 5.0
+    assert rows[0]["events_per_s"] == 7.0
+    assert rows[3]["not_run"] == "HTTP 406"
+    assert rows[7]["events_per_s"] == 5.0
     text = "\n".join(_comparison_lines(rows))
     assert "not run: HTTP 406" in text
     assert "exact +4 poison" in text
