@@ -262,6 +262,10 @@ async def run_all(cfg: Config, endpoints: StackEndpoints, logs: Path) -> dict[st
     }
 
 
+#: alternated (indexer, baseline) pairs in the zero-cost step (one with --quick)
+ZERO_COST_PAIRS = 3
+
+
 async def zero_cost_step(
     cfg: Config, endpoints: StackEndpoints, rid: str, logs: Path
 ) -> dict[str, Any]:
@@ -276,12 +280,17 @@ async def zero_cost_step(
         endpoints.kafka_bootstrap, f"bench-{rid}-zc", plan.records, partitions=cfg.partitions
     )
     del plan
-    step(f"zero-cost sink: indexer, then per-partition baseline, over {topic.records:,} records")
+    pairs = 1 if cfg.mode == "quick" else ZERO_COST_PAIRS
+    step(
+        f"zero-cost sink: indexer, then per-partition baseline, {pairs} x, over"
+        f" {topic.records:,} records"
+    )
     return await zero_cost(
         endpoints,
         topic,
         rid=rid,
         logs=logs,
+        pairs=pairs,
         extra_env=cfg.indexer_env,
         profile_out=logs / "indexer-zero-cost.pyspy.txt" if cfg.profile else None,
     )
