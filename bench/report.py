@@ -211,18 +211,23 @@ def render(report: dict[str, Any]) -> str:
         )
     zc = r.get("zero_cost")
     if zc:
-        lines.append("zero-cost sink (only the consumer's own code counts):")
+        pairs = zc.get("pairs", 1)
+        lines.append(
+            "zero-cost sink (only the consumer's own code counts; "
+            f"medians of {pairs} alternated pairs):"
+        )
         for name, item in (("stream-indexer", zc["indexer"]), ("per-partition", zc["baseline"])):
+            low, high = item.get("events_per_s_range", [item["events_per_s"]] * 2)
             lines.append(
-                f"  {name:<15} {_n(item['events_per_s']):>9} events/s, CPU "
-                f"{_n(item['cpu_window_us_per_event'], 1)} µs/event while processing, "
+                f"  {name:<15} {_n(item['events_per_s']):>9} events/s ({_n(low)}-{_n(high)}), "
+                f"CPU {_n(item['cpu_window_us_per_event'], 1)} µs/event while processing, "
                 f"{_n(item['cpu_us_per_event'], 1)} whole life, max RSS "
                 f"{_n(item['max_rss_mib'], 1)} MiB"
             )
         lines.append(
             f"  indexer / baseline: {_n(zc['rate_vs_baseline'], 2)}x the rate, "
             f"{_n(zc['cpu_window_vs_baseline'], 2)}x the CPU per event "
-            f"({_n(zc['records'])} records)"
+            f"(medians of the pairs' ratios; {_n(zc['records'])} records)"
         )
     lines += _comparison_lines(comparison(r))
     for key, label in (("memory_small", "small"), ("memory_large", "large")):
