@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 
 from bench import osadmin, report
+from bench.index_check import index_check
 from bench.indexer_proc import SAMPLE_EVERY_S, STOP_TIMEOUT_S, OffsetReader, _reap, read_proc
 from bench.workload import ProducedTopic
 from bench.zero_cost import start_sink
@@ -193,46 +194,6 @@ def _counters(out_path: Path) -> dict[str, Any]:
                 continue
             return found
     return {}
-
-
-async def index_check(url: str, index: str, plan: DemoPlan) -> dict[str, Any]:
-    """Every listing of the plan against its document: newest version, deleted or not.
-    `extra` counts documents of no planned listing (poison a consumer did not refuse)."""
-    seen: dict[int, tuple[int, bool]] = {}
-    query: dict[str, Any] = {
-        "size": 5000,
-        "sort": [{"id": "asc"}],
-        "_source": ["id", "version", "deleted"],
-        "query": {"match_all": {}},
-    }
-    async with osadmin.session() as http:
-        while True:
-            async with http.post(
-                f"{url}/{index}/_search", data=orjson.dumps(query), headers=osadmin.JSON
-            ) as r:
-                hits = orjson.loads(await r.read())["hits"]["hits"]
-            for hit in hits:
-                source = hit["_source"]
-                seen[int(hit["_id"])] = (int(source["version"]), bool(source.get("deleted")))
-            if len(hits) < query["size"]:
-                break
-            query["search_after"] = hits[-1]["sort"]
-    stale = missing = 0
-    for listing, version in plan.expected_versions.items():
-        found = seen.get(listing)
-        if found is None:
-            missing += 1
-        elif found != (version, plan.expected[listing] is None):
-            stale += 1
-    extra = sum(1 for listing in seen if listing not in plan.expected_versions)
-    return {
-        "documents": len(seen),
-        "expected": len(plan.expected_versions),
-        "stale": stale,
-        "missing": missing,
-        "extra": extra,
-        "ok": stale == 0 and missing == 0,
-    }
 
 
 async def _on_osmem(
@@ -428,4 +389,4 @@ async def _both(
     return out
 
 
-__all__ = ["external", "index_check", "measure", "setup_node", "setup_quix"]
+__all__ = ["external", "measure", "setup_node", "setup_quix"]

@@ -33,6 +33,7 @@ from bench import (
     report,
     shaping,
 )
+from bench.index_check import index_check
 from bench.indexer_proc import run_indexer
 from bench.workload import ProducedTopic, make_plan, produce_backlog, run_id, writes_for
 from bench.zero_cost import zero_cost
@@ -229,7 +230,7 @@ async def run_all(cfg: Config, endpoints: StackEndpoints, logs: Path) -> dict[st
             profile_out=logs / "indexer-e2e.pyspy.txt" if cfg.profile else None,
             extra_env=cfg.indexer_env,
         )
-        exact = await external_baselines.index_check(os_url, f"{index}_v1", plan)
+        exact = await index_check(os_url, f"{index}_v1", plan)
         async with osadmin.session() as http:
             count = await osadmin.count(http, os_url, f"{index}_v1")
             await osadmin.delete_index(http, os_url, f"{index}_v1")
