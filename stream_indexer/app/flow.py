@@ -5,6 +5,11 @@ Memory stays bounded by the buffers, not by the backlog: a partition whose buffe
 than the smallest room left (one call may return them all for a single partition). While
 the sink circuit is open every assigned partition is paused, so an outage holds records in
 Kafka instead of in memory or in the dead-letter queue.
+
+A partition resumes as soon as its worker takes the batch that drains it (`batch_taken`),
+not when the fetch loop next looks: under a backlog every partition may be paused, and the
+fetch loop then sits in `getmany` until its timeout while the workers empty their buffers
+and wait for records (a fifth of the indexer's throughput, measured).
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ class FlowControl:
         self._buffer_max_records = buffer_max_records
         #: partitions paused because their buffer is full
         self.paused: set[TopicPartition] = set()
+        #: the records the `getmany` in progress may return (`fetch_limit`'s last answer)
+        self._asked = buffer_max_records
         self.paused_for_circuit = False
 
     def fetch_limit(self) -> int:
@@ -47,7 +54,8 @@ class FlowControl:
         all its records for a single partition, and a buffer must never overflow. A
         partition assigned during the call gets a new, empty buffer (room = the bound)."""
         rooms = [w.room for tp, w in self._workers.items() if tp not in self.paused]
-        return max(1, min([self._max_records, self._buffer_max_records, *rooms]))
+        self._asked = max(1, min([self._max_records, self._buffer_max_records, *rooms]))
+        return self._asked
 
     def submitted(self, tp: TopicPartition, worker: PartitionWorker) -> None:
         """Records were handed to `worker`: pause its partition once the buffer is full."""
@@ -61,6 +69,18 @@ class FlowControl:
         self._resume_drained()
         paused = len(self._workers) if self.paused_for_circuit else len(self.paused)
         self._metrics.paused_partitions.set(paused)
+
+    def batch_taken(self, tp: TopicPartition) -> None:
+        """`tp`'s worker took a batch: resume the partition now if that drained it enough and
+        its buffer has room for all the `getmany` in progress may return (that limit left
+        the paused partition out); otherwise the fetch loop resumes it after that call."""
+        if tp not in self.paused or self.paused_for_circuit:
+            return
+        worker = self._workers.get(tp)
+        if worker is not None and worker.drained_enough and worker.room >= self._asked:
+            self._consumer.resume(tp)
+            self.paused.discard(tp)
+            self._metrics.paused_partitions.set(len(self.paused))
 
     def forget(self, tp: TopicPartition) -> None:
         self.paused.discard(tp)

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
@@ -250,6 +251,8 @@ class IndexerService(Lifecycle):
         for tp in assigned:
             if tp not in self._workers:
                 worker = PartitionWorker(tp.topic, tp.partition, context)
+                if self._flow is not None:
+                    worker.on_batch_taken = partial(self._flow.batch_taken, tp)
                 self._workers[tp] = worker
                 worker.start()
         await self._committer.load(assigned)

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -102,6 +102,9 @@ class PartitionWorker:
         self._task: asyncio.Task[None] | None = None
         #: this worker's batch announcement to the bulk assembler, 0 if none (see `_run`)
         self._announcement = 0
+        #: called once a batch is taken from the buffer (flow control resumes a partition
+        #: that it drained at once, instead of when the fetch loop next looks)
+        self.on_batch_taken: Callable[[], None] | None = None
 
     # -- the fetch loop's side: the buffer --------------------------------------------
 
@@ -172,6 +175,8 @@ class PartitionWorker:
                 batch = await self.buffer.take_batch()
                 if batch is None:
                     return
+                if self.on_batch_taken is not None:
+                    self.on_batch_taken()
                 await self._run_batch(batch)
         finally:
             self._withdraw()

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
+from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 from support.pipeline import (
     SLOW_PIPELINE,
@@ -23,6 +24,7 @@ from support.pipeline import (
 )
 from support.stack_fixtures import SettingsFactory, TopicFactory
 
+from stream_indexer.app.flow import FlowControl
 from stream_indexer.app.service import IndexerService
 from stream_indexer.devtools.demo import plan_events, produce_records
 from stream_indexer.observability.metrics import Metrics
@@ -247,6 +249,37 @@ async def test_a_partition_buffer_never_goes_over_its_record_bound(
     assert set(peaks) == set(ends)
     assert max(peaks.values()) <= bound, peaks
     assert min(peaks.values()) > bound // 2, f"the buffers never filled: {peaks}"
+    await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
+
+
+async def test_a_paused_partition_resumes_when_its_worker_drains_it(
+    kafka_bootstrap: str,
+    opensearch_url: str,
+    pg_dsn: str,
+    topic_factory: TopicFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    settings_for: SettingsFactory,
+) -> None:
+    """Under a backlog the buffers fill and their partitions pause; each resumes when its
+    worker takes the batch that drains it, not when the fetch loop next looks (a batch as
+    large as the buffer empties it, so it has room for any fetch)."""
+    topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=2)
+    plan = plan_events(2_000, listings=400, seed=23, poison_every=0)
+    settings = settings_for(topic, **{"batch.max_records": 40, "batch.buffer_max_records": 80})
+    resumed: list[TopicPartition] = []
+    batch_taken = FlowControl.batch_taken
+
+    def recording(flow: FlowControl, tp: TopicPartition) -> None:
+        was_paused = tp in flow.paused
+        batch_taken(flow, tp)
+        if was_paused and tp not in flow.paused:
+            resumed.append(tp)
+
+    monkeypatch.setattr(FlowControl, "batch_taken", recording)
+    ends = await produce_records(kafka_bootstrap, topic, plan.records)
+    async with IndexerService(settings, Metrics(CollectorRegistry())) as service:
+        await wait_for(lambda: service_caught_up(service, ends), within_s=120, what="catch-up")
+    assert {tp.partition for tp in resumed} == set(ends), resumed
     await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
 
 

@@ -32,9 +32,9 @@ async def circuit() -> AsyncIterator[CircuitBreaker]:
 
 
 def setup(
-    circuit: CircuitBreaker,
+    circuit: CircuitBreaker, batch_records: int = 2_000
 ) -> tuple[FakeConsumer, dict[TopicPartition, PartitionWorker], FlowControl]:
-    ctx = worker_context(**{"batch.buffer_max_records": BOUND})
+    ctx = worker_context(**{"batch.buffer_max_records": BOUND, "batch.max_records": batch_records})
     workers = {A: worker(A, ctx), B: worker(B, ctx)}
     consumer = FakeConsumer()
     flow = FlowControl(
@@ -83,6 +83,47 @@ async def test_an_open_circuit_pauses_every_partition_until_it_closes(
     circuit.record_success()
     flow.update()
     assert consumer.paused == {A}  # still full: stays paused for its buffer
+
+
+async def test_a_partition_resumes_as_soon_as_its_worker_takes_the_batch_that_drains_it(
+    circuit: CircuitBreaker,
+) -> None:
+    consumer, workers, flow = setup(circuit)
+    fill(workers[A], BOUND * 3 // 4)
+    flow.submitted(A, workers[A])
+    flow.batch_taken(A)  # nothing taken yet: still full
+    assert consumer.paused == {A}
+    assert await workers[A].buffer.take_batch()
+    flow.batch_taken(A)  # no `update()` from the fetch loop needed
+    assert consumer.paused == set() and flow.paused == set()
+
+
+async def test_a_partition_stays_paused_while_a_fetch_in_progress_could_overfill_it(
+    circuit: CircuitBreaker,
+) -> None:
+    consumer, workers, flow = setup(circuit, batch_records=45)
+    fill(workers[A], BOUND * 3 // 4)
+    flow.submitted(A, workers[A])
+    assert flow.fetch_limit() == BOUND  # the `getmany` in progress may return a whole buffer
+    fill(workers[A], BOUND // 4 - 10)  # fetched before the pause took effect: 90 buffered
+    assert await workers[A].buffer.take_batch()  # 45 left: drained enough, but room 55
+    flow.batch_taken(A)
+    assert consumer.paused == {A}
+    flow.update()  # after that `getmany`: resumed by the fetch loop as before
+    assert consumer.paused == set()
+
+
+async def test_a_batch_taken_while_the_circuit_is_open_resumes_nothing(
+    circuit: CircuitBreaker,
+) -> None:
+    consumer, workers, flow = setup(circuit)
+    fill(workers[A], BOUND * 3 // 4)
+    flow.submitted(A, workers[A])
+    circuit.record_failure()
+    flow.update()
+    assert await workers[A].buffer.take_batch()
+    flow.batch_taken(A)
+    assert consumer.paused == {A, B}
 
 
 def test_forget_drops_a_revoked_partition(circuit: CircuitBreaker) -> None:
