@@ -9,7 +9,7 @@ Kafka instead of in memory or in the dead-letter queue.
 A partition resumes as soon as its worker takes the batch that drains it (`batch_taken`),
 not when the fetch loop next looks: under a backlog every partition may be paused, and the
 fetch loop then sits in `getmany` until its timeout while the workers empty their buffers
-and wait for records (a fifth of the indexer's throughput, measured).
+and wait for records (measured: the zero-cost bench drains 14-15 % faster with it).
 """
 
 from __future__ import annotations
