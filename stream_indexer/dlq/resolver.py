@@ -11,9 +11,9 @@ Resolution is best effort and off the hot path: `note()` only appends to a bound
 and never waits; a background task writes batches with `backoff.retry` until stopped.
 Most notes resolve nothing (a healthy pipeline has few open rows), so each batch first asks
 which listings have open rows at all (at most `OPEN_PROBE_LIMIT`, from the open-rows index)
-and sends only the notes for those: usually none, and no `UPDATE` (whose arrays of every
-written listing cost the indexer about a microsecond per document and the database a join).
-With more open listings than that, the whole batch goes, as it is. While
+and sends only the notes for those: usually none, and then no `UPDATE` (which encodes an
+array of every written listing and makes the database join them with the open rows). With
+more open listings than that, the whole batch goes, as it is. While
 the table is down the buffer fills; past its bound the oldest notes are dropped and counted
 (`stream_indexer_dlq_resolutions_dropped_total`), and their rows simply stay open. Nothing
 here touches offsets or commits.

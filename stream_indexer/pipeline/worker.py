@@ -142,6 +142,7 @@ class PartitionWorker:
         Abandoned records are simply not completed, so their offsets are never committed and
         they are re-delivered to whoever owns the partition next.
         """
+        self.on_batch_taken = None  # a worker that is stopping asks for no more records
         if not drain:
             self.buffer.drop()
         self.buffer.close()

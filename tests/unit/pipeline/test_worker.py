@@ -28,3 +28,10 @@ async def test_stop_after_an_abandoning_stop_returns_quietly() -> None:
     await worker.stop(0.0, drain=False)
     assert worker._task.cancelled()
     await worker.stop(1.0)  # must not raise CancelledError
+
+
+async def test_a_stopping_worker_asks_flow_control_for_no_more_records() -> None:
+    worker = PartitionWorker("t", 0, cast(Any, _Context()))
+    worker.on_batch_taken = lambda: None
+    await worker.stop(1.0)
+    assert worker.on_batch_taken is None
