@@ -196,11 +196,22 @@ async def test_mtls_without_a_client_certificate_fails_at_start(
     mtls_broker: TlsBroker, pki: Pki
 ) -> None:
     settings = kafka_settings(mtls_broker.bootstrap, pki)
-    with pytest.raises(ssl.SSLError) as caught:
-        await ensure_topic(
-            mtls_broker.bootstrap, "never", partitions=1, client_kwargs=admin_kwargs(settings)
-        )
-    line = str(explain(Step.DLQ_TOPIC, caught.value))
+    refused: ssl.SSLError | None = None
+    # TLS 1.3: the client finishes its handshake before the server checks its certificate,
+    # and the server's alert races its close; the client sees the alert (an SSLError) or,
+    # now and then, only a closed connection. The alert is what is checked here.
+    for _attempt in range(5):
+        try:
+            await ensure_topic(
+                mtls_broker.bootstrap, "never", partitions=1, client_kwargs=admin_kwargs(settings)
+            )
+        except ssl.SSLError as exc:
+            refused = exc
+            break
+        except KafkaConnectionError:
+            continue
+    assert refused is not None, "the broker's certificate alert never reached the client"
+    line = str(explain(Step.DLQ_TOPIC, refused))
     assert "refused our TLS client certificate" in line
     assert "STREAM_INDEXER_KAFKA__SSL_CERTFILE" in line
     producer = create_producer(settings, "dlq", request_timeout_ms=5000)
