@@ -78,8 +78,7 @@ class FlowControl:
             return
         worker = self._workers.get(tp)
         if worker is not None and worker.drained_enough and worker.room >= self._asked:
-            self._consumer.resume(tp)
-            self.paused.discard(tp)
+            self._resume(tp)
             self._metrics.paused_partitions.set(len(self.paused))
 
     def forget(self, tp: TopicPartition) -> None:
@@ -102,8 +101,12 @@ class FlowControl:
             if worker is None:
                 self.paused.discard(tp)
             elif worker.drained_enough:
-                self._consumer.resume(tp)
-                self.paused.discard(tp)
+                self._resume(tp)
+
+    def _resume(self, tp: TopicPartition) -> None:
+        """Fetch `tp` again: its buffer has drained."""
+        self._consumer.resume(tp)
+        self.paused.discard(tp)
 
 
 __all__ = ["FlowControl"]
