@@ -19,6 +19,7 @@
     │   └── RetriesExhaustedError      a record-level error outlived its attempt budget
     ├── StartupAbortedError            stop requested while waiting for dependencies
     ├── StartupFailedError             a start step failed in a way waiting cannot fix (exit 3)
+    ├── ClientCertificateRequiredError a TLS server wants the client certificate we did not send
     ├── RetryAbortedError              stop requested while an operation was being retried
     ├── MigrationError                 migration files or schema version unsafe to run
     ├── ReplayError                    `dlq replay` could not run or finish
@@ -182,6 +183,11 @@ class StartupFailedError(StreamIndexerError):
         self.step = step
 
 
+class ClientCertificateRequiredError(StreamIndexerError):
+    """A TLS server requires a client certificate and none is configured; the message names
+    the setting. A start step that meets it fails as `StartupFailedError` (exit 3)."""
+
+
 class RetryAbortedError(StreamIndexerError):
     """A stop was requested while an operation was still being retried (`backoff.retry`)."""
 
@@ -231,6 +237,7 @@ class ChildExitedError(StreamIndexerError, RuntimeError):
 __all__ = [
     "AddressError",
     "ChildExitedError",
+    "ClientCertificateRequiredError",
     "ConfigError",
     "DeadLetterStoreError",
     "InvalidEventError",

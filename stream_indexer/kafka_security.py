@@ -3,8 +3,9 @@ Amazon MSK IAM), shared by the consumer, the producers, the admin client and the
 
 aiokafka hides why a bootstrap failed (a refused certificate and a refused connection both
 end as "Unable to bootstrap"), so `check_tls` performs the TLS handshake itself before the
-first client connects: a wrong CA or host name then fails start-up at once, naming the
-setting, instead of being retried forever as if the broker were down.
+first client connects: a wrong CA or host name, or a client certificate the broker wants and
+does not get, then fails start-up at once, naming the setting, instead of being retried
+forever as if the broker were down.
 """
 
 from __future__ import annotations
@@ -15,14 +16,21 @@ import logging
 import ssl
 import struct
 import time
+import weakref
 from typing import Any
 
 from aiokafka.abc import AbstractTokenProvider
 
-from stream_indexer.errors import ConfigError
+from stream_indexer.errors import ClientCertificateRequiredError, ConfigError
 from stream_indexer.masking import remember, secret_forms
 from stream_indexer.settings import ENV_PREFIX, KafkaSettings
-from stream_indexer.tls import TlsFiles, client_context, tls_failure
+from stream_indexer.tls import (
+    TlsFiles,
+    client_context,
+    describe,
+    tls_failure,
+    wants_client_certificate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +44,7 @@ def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
     if kafka.security_protocol not in ("SSL", "SASL_SSL"):
         return None
     password = kafka.ssl_key_password.get_secret_value() if kafka.ssl_key_password else None
-    return client_context(
+    context = client_context(
         TlsFiles(
             cafile=kafka.ssl_cafile,
             certfile=kafka.ssl_certfile,
@@ -52,6 +60,9 @@ def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
             ),
         )
     )
+    if kafka.ssl_certfile:
+        _WITH_CLIENT_CERTIFICATE.add(context)
+    return context
 
 
 class MskIamTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
@@ -109,54 +120,86 @@ async def check_tls(
     """Handshake with each bootstrap server and ask it for its API versions; raise the first
     certificate refusal, ours of the server's or the server's of ours.
 
-    The request matters for mTLS: under TLS 1.3 a server refuses a missing or unknown client
-    certificate only after the client thinks the handshake is done, with an alert the client
-    reads with the first answer. A server that cannot be reached, or that closes the
-    connection for any other reason, is skipped: the clients wait for it as usual.
+    A broker that wants a client certificate we do not send raises
+    `ClientCertificateRequiredError`, under TLS 1.2 (an alert in the handshake) and 1.3 alike.
+    Under TLS 1.3 the server judges our certificate only after our side of the handshake is
+    done, and its alert can be lost: when our request reaches a server that is closing, the
+    close resets the connection. So a TLS 1.3 server that closes without an answer is
+    connected to once more and this time not asked anything: its verdict then arrives
+    intact. A server that cannot be reached, or closes again without an alert (a TLS proxy
+    whose broker is down does), is skipped: the clients wait for it as usual.
     """
+    certificate = context in _WITH_CLIENT_CERTIFICATE
     for address in bootstrap_servers.split(","):
         host, port = _host_port(address.strip())
-        for _ in range(CLOSED_AFTER_HANDSHAKE_ATTEMPTS):
-            if not await _closed_after_handshake(host, port, context, timeout_s):
-                break
-            # closed with no answer: the refusal's alert can lose the race with the close
-            # (seen under load); ask again before leaving it to the clients
-        else:
+        closed, tls13 = await _probe(host, port, context, certificate, timeout_s, ask=True)
+        if not (closed and tls13):
+            continue
+        closed, _ = await _probe(host, port, context, certificate, timeout_s, ask=False)
+        if closed:  # twice, and no alert: a broker going away, a proxy whose broker is down
             log.debug("TLS check of %s skipped: closed after the handshake", address)
 
 
-#: how often to ask a broker that closed the connection right after the handshake
-CLOSED_AFTER_HANDSHAKE_ATTEMPTS = 3
+#: how long a silent TLS 1.3 server is given to refuse our certificate (it answers in one
+#: round trip when it does); silence means it accepted it
+VERDICT_WAIT_S = 5.0
+
+#: the client contexts `ssl_context` loaded a client certificate into
+_WITH_CLIENT_CERTIFICATE: weakref.WeakSet[ssl.SSLContext] = weakref.WeakSet()
 
 
-async def _closed_after_handshake(
-    host: str, port: int, context: ssl.SSLContext, timeout_s: float
-) -> bool:
-    """One check: raise a certificate refusal; True when the broker closed the connection
-    after the handshake without an answer; False for an answer or an unreachable broker."""
+async def _probe(
+    host: str,
+    port: int,
+    context: ssl.SSLContext,
+    certificate: bool,
+    timeout_s: float,
+    *,
+    ask: bool,
+) -> tuple[bool, bool]:
+    """One connection: raise a certificate refusal; else (closed right after the handshake
+    without an answer, TLS 1.3 negotiated). `ask`: send ApiVersions and read the answer;
+    otherwise wait up to `VERDICT_WAIT_S` for the server to speak or close first."""
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=context, server_hostname=host), timeout_s
         )
     except (OSError, TimeoutError) as exc:
-        failure = tls_failure(exc)
-        if failure is not None:
-            raise failure from None
+        _raise_refusal(exc, certificate)
         log.debug("TLS check of %s:%d skipped: %s", host, port, exc)
-        return False
+        return False, False
+    ssl_object = writer.get_extra_info("ssl_object")
+    tls13 = ssl_object is not None and ssl_object.version() == "TLSv1.3"
     try:
-        writer.write(_API_VERSIONS_V0)
-        answer = await asyncio.wait_for(reader.read(4), timeout_s)
-    except (OSError, TimeoutError) as exc:
-        failure = tls_failure(exc)
-        if failure is not None:
-            raise failure from None
-        return isinstance(exc, ConnectionError)
+        if ask:
+            writer.write(_API_VERSIONS_V0)
+            answer = await asyncio.wait_for(reader.read(4), timeout_s)
+        else:
+            answer = await asyncio.wait_for(reader.read(1), min(timeout_s, VERDICT_WAIT_S))
+    except TimeoutError:
+        return False, tls13  # no answer (asked) or no refusal (not asked)
+    except OSError as exc:
+        _raise_refusal(exc, certificate)
+        return True, tls13  # reset, or ended in a way that says nothing about certificates
     finally:
         writer.close()
         with contextlib.suppress(OSError, TimeoutError):
             await asyncio.wait_for(writer.wait_closed(), timeout_s)
-    return not answer
+    return not answer, tls13
+
+
+def _raise_refusal(exc: BaseException, certificate: bool) -> None:
+    """Raise what `exc` says about certificates; return when it says nothing."""
+    alert = None if certificate else wants_client_certificate(exc)
+    if alert is not None:
+        raise ClientCertificateRequiredError(
+            f"Kafka requires a TLS client certificate and none is set (the broker sent "
+            f"{describe(alert)}): set {_PREFIX}SSL_CERTFILE and {_PREFIX}SSL_KEYFILE to a "
+            "certificate signed by a CA the broker trusts"
+        ) from None
+    failure = tls_failure(exc)
+    if failure is not None:
+        raise failure from None
 
 
 #: ApiVersions v0, correlation id 0, client id "tls-check": every broker answers it, before

@@ -28,6 +28,19 @@ _PERMANENT_REASONS = frozenset(
 )
 
 
+#: alerts a server answers a missing or untrusted client certificate with (OpenSSL reasons);
+#: "handshake failure" is how TLS 1.2 servers (OpenSSL's too) refuse a missing one
+_CLIENT_CERTIFICATE_ALERTS = frozenset(
+    {
+        "SSLV3_ALERT_HANDSHAKE_FAILURE",
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+        "TLSV1_ALERT_UNKNOWN_CA",
+    }
+)
+
+
 @dataclass(frozen=True)
 class TlsFiles:
     """The TLS material of one client, and the setting names that configure each part."""
@@ -101,6 +114,23 @@ def tls_failure(exc: BaseException) -> ssl.SSLError | None:
     return None
 
 
+def wants_client_certificate(exc: BaseException) -> ssl.SSLError | None:
+    """The server's alert behind `exc` if it is one a server sends for a missing client
+    certificate, to be read so only when we sent none: with a certificate, "handshake
+    failure" may as well mean no common cipher or TLS version."""
+    current: BaseException | None = exc
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if (
+            isinstance(current, ssl.SSLError)
+            and getattr(current, "reason", None) in _CLIENT_CERTIFICATE_ALERTS
+        ):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _permanent(exc: BaseException) -> bool:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return True
@@ -122,4 +152,4 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-__all__ = ["TlsFiles", "client_context", "describe", "tls_failure"]
+__all__ = ["TlsFiles", "client_context", "describe", "tls_failure", "wants_client_certificate"]

@@ -23,7 +23,11 @@ import asyncpg
 from aiokafka import errors as kafka_errors
 from opensearchpy.exceptions import AuthenticationException, AuthorizationException
 
-from stream_indexer.errors import StartupFailedError, StreamIndexerError
+from stream_indexer.errors import (
+    ClientCertificateRequiredError,
+    StartupFailedError,
+    StreamIndexerError,
+)
 from stream_indexer.masking import mask_text
 from stream_indexer.tls import describe, tls_failure
 
@@ -117,11 +121,18 @@ def _tls_advice(step: Step, failure: ssl.SSLError) -> str:
         )
     if getattr(failure, "reason", None) == "WRONG_VERSION_NUMBER":
         return f"{what} does not speak TLS at {address} ({reason}): check the address and port"
+    if getattr(failure, "reason", None) == "TLSV1_ALERT_UNKNOWN_CA":
+        return (
+            f"{what} does not trust our TLS client certificate ({reason}): set {ours} to a "
+            f"certificate signed by a CA {what} trusts"
+        )
     return f"{what} refused our TLS client certificate ({reason}): check {ours}"
 
 
 def _advice(step: Step, exc: BaseException) -> str:
     name = type(exc).__name__
+    if isinstance(exc, ClientCertificateRequiredError):
+        return str(exc)  # names the settings already
     failure = tls_failure(exc)
     if failure is not None:
         return _tls_advice(step, failure)
@@ -198,6 +209,8 @@ def startup_step(step: Step) -> Iterator[None]:
     (a `ConfigError` is a config problem, exit 2; a stop request is no failure)."""
     try:
         yield
+    except ClientCertificateRequiredError as exc:
+        raise explain(step, exc) from exc
     except StreamIndexerError:
         raise
     except Exception as exc:

@@ -2,7 +2,8 @@
 
 - `Pki`: a throwaway CA (trustme) with a server certificate for 127.0.0.1 only (so
   `localhost` is a wrong host name), a client certificate, its key also password-encrypted,
-  and a second CA that signed nothing we serve (a wrong CA).
+  and a second CA that signed nothing we serve (a wrong CA) but a client certificate no
+  server here trusts.
 - `TlsProxy`: a TLS-terminating TCP proxy, optionally demanding a client certificate and,
   for Kafka, a SASL exchange (`SaslGate`), for Postgres its SSLRequest preamble (the
   embedded PostgreSQL is built without SSL), before it splices the connection upstream.
@@ -45,7 +46,15 @@ class Pki:
         self.server = self.ca.issue_cert("127.0.0.1")
         self.client = self.ca.issue_cert("postgres", common_name="postgres")
         self.ca_file = self._write("ca.pem", self.ca.cert_pem.bytes())
-        self.other_ca_file = self._write("other-ca.pem", trustme.CA().cert_pem.bytes())
+        other_ca = trustme.CA()
+        self.other_ca_file = self._write("other-ca.pem", other_ca.cert_pem.bytes())
+        untrusted = other_ca.issue_cert("postgres", common_name="postgres")
+        self.untrusted_client_cert = self._write(
+            "untrusted-client.pem", b"".join(blob.bytes() for blob in untrusted.cert_chain_pems)
+        )
+        self.untrusted_client_key = self._write(
+            "untrusted-client.key", untrusted.private_key_pem.bytes()
+        )
         self.server_cert = self._write(
             "server.pem", b"".join(blob.bytes() for blob in self.server.cert_chain_pems)
         )
@@ -68,8 +77,13 @@ class Pki:
         path.chmod(0o600)
         return str(path)
 
-    def server_context(self, *, require_client_cert: bool = False) -> ssl.SSLContext:
+    def server_context(
+        self, *, require_client_cert: bool = False, tls_version: ssl.TLSVersion | None = None
+    ) -> ssl.SSLContext:
+        """`tls_version` pins the one version the server speaks."""
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        if tls_version is not None:
+            context.minimum_version = context.maximum_version = tls_version
         self.server.configure_cert(context)
         if require_client_cert:
             self.ca.configure_trust(context)

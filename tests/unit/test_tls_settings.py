@@ -21,7 +21,7 @@ from stream_indexer.kafka_security import MskIamTokenProvider
 from stream_indexer.masking import MASK, mask_text
 from stream_indexer.opensearch.auth import client_options
 from stream_indexer.settings import load_settings, masked_dump
-from stream_indexer.tls import tls_failure
+from stream_indexer.tls import tls_failure, wants_client_certificate
 
 
 @pytest.fixture
@@ -141,3 +141,44 @@ def test_certificate_refusals_are_permanent_network_errors_are_not() -> None:
     assert _retriable(ConnectionRefusedError(111, "refused"))
     eof = ssl.SSLEOFError(8, "EOF occurred in violation of protocol")
     assert tls_failure(eof) is None and _retriable(eof)
+
+
+def _alert(reason: str) -> ssl.SSLError:
+    alert = ssl.SSLError(1, f"[SSL: {reason}] {reason.lower()}")
+    alert.reason = reason
+    return alert
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "SSLV3_ALERT_HANDSHAKE_FAILURE",  # TLS 1.2 servers, in the handshake
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED",  # TLS 1.3 servers, after it
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+        "TLSV1_ALERT_UNKNOWN_CA",
+    ],
+)
+def test_alerts_that_ask_for_a_client_certificate(reason: str) -> None:
+    alert = _alert(reason)
+    assert wants_client_certificate(alert) is alert
+    wrapped = ConnectionError("lost")
+    wrapped.__context__ = alert
+    assert wants_client_certificate(wrapped) is alert
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        _alert("WRONG_VERSION_NUMBER"),
+        _alert("TLSV1_ALERT_PROTOCOL_VERSION"),
+        ssl.SSLEOFError(8, "EOF occurred in violation of protocol"),
+        ssl.SSLCertVerificationError(1, "certificate verify failed"),
+        ConnectionRefusedError(111, "refused"),
+        ConnectionResetError(104, "reset"),
+        TimeoutError(),
+    ],
+    ids=lambda exc: type(exc).__name__ + str(getattr(exc, "reason", "")),
+)
+def test_a_network_failure_or_another_refusal_does_not_ask_for_one(exc: BaseException) -> None:
+    assert wants_client_certificate(exc) is None

@@ -6,6 +6,7 @@ import asyncio
 import errno
 import io
 import logging
+import ssl
 
 import asyncpg
 import pytest
@@ -22,7 +23,7 @@ from stream_indexer.app.startup_errors import (
     startup_step,
 )
 from stream_indexer.backoff import Backoff
-from stream_indexer.errors import ConfigError
+from stream_indexer.errors import ClientCertificateRequiredError, ConfigError
 
 IDEMPOTENCE = "STREAM_INDEXER_KAFKA__ENABLE_IDEMPOTENCE"
 
@@ -101,6 +102,32 @@ def test_startup_step_wraps_causes_but_passes_our_own_errors() -> None:
     assert failed.value.step is Step.DLQ_PRODUCER
     with pytest.raises(ConfigError), startup_step(Step.OPENSEARCH):
         raise ConfigError("STREAM_INDEXER_OPENSEARCH__INDEX: taken")
+
+
+def test_a_missing_client_certificate_is_a_startup_failure_with_its_own_line() -> None:
+    """Not a config error (exit 2) although it is ours: it fails the step like every other
+    TLS refusal (exit 3), and its line is the one that names the setting."""
+    required = ClientCertificateRequiredError(
+        "Kafka requires a TLS client certificate and none is set (x): set "
+        "STREAM_INDEXER_KAFKA__SSL_CERTFILE and STREAM_INDEXER_KAFKA__SSL_KEYFILE"
+    )
+    required.__context__ = ssl.SSLError(1, "alert")  # the alert it was read from
+    with pytest.raises(StartupFailedError) as failed, startup_step(Step.DLQ_TOPIC):
+        raise required
+    assert failed.value.__cause__ is required
+    assert str(failed.value) == f"start-up failed (kafka dead-letter topic): {required}"
+    assert _line(Step.CONSUMER, required).endswith(str(required))
+
+
+def test_an_untrusted_client_certificate_says_so() -> None:
+    unknown_ca = ssl.SSLError(1, "[SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca")
+    unknown_ca.reason = "TLSV1_ALERT_UNKNOWN_CA"
+    line = _line(Step.DLQ_TOPIC, unknown_ca)
+    assert "does not trust our TLS client certificate (tlsv1 alert unknown ca)" in line
+    assert "STREAM_INDEXER_KAFKA__SSL_CERTFILE" in line
+    required = ssl.SSLError(1, "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED]")
+    required.reason = "TLSV13_ALERT_CERTIFICATE_REQUIRED"
+    assert "refused our TLS client certificate" in _line(Step.OPENSEARCH, required)
 
 
 async def test_until_ready_gives_up_at_once_on_a_refusal_and_waits_out_a_lost_connection() -> None:
