@@ -232,7 +232,7 @@ def run_and_probe(env: dict[str, str], cwd: Path) -> str | None:
     )
     bodies: dict[str, str] = {}
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # start-up alone can take 20 s on a loaded machine
         while time.monotonic() < deadline and process.poll() is None and len(bodies) < 3:
             for path in ("/metrics", "/healthz", "/readyz"):
                 try:
