@@ -381,11 +381,11 @@ async def test_msk_iam_with_a_wrong_secret_is_refused(
     assert [msk_token_problem(t) for t in gate.tokens[seen:]][:1] == ["signature does not match"]
 
 
-async def test_run_with_a_wrong_kafka_ca_exits_3_with_one_line(
-    tls_broker: TlsBroker, pki: Pki, topic_factory: Any, pg_dsn: str, settings_for: Any
-) -> None:
-    """The whole start-up path: OpenSearch and Postgres are fine, Kafka's certificate is
-    refused, and the process says which setting to fix instead of waiting forever."""
+async def _run_line_naming(
+    setting: str, bootstrap: str, cafile: str, topic_factory: Any, pg_dsn: str, settings_for: Any
+) -> str:
+    """Run the whole start-up against `bootstrap` (OpenSearch and Postgres are fine): it
+    must exit 3 with exactly one line naming `setting`, which is returned."""
     from support.pipeline import prepare_pipeline, settings_env
     from test_startup_failures import _run_indexer
 
@@ -395,36 +395,34 @@ async def test_run_with_a_wrong_kafka_ca_exits_3_with_one_line(
     settings = settings_for(
         topic,
         **{
-            "kafka.bootstrap_servers": tls_broker.bootstrap,
+            "kafka.bootstrap_servers": bootstrap,
             "kafka.security_protocol": "SSL",
-            "kafka.ssl_cafile": pki.other_ca_file,
+            "kafka.ssl_cafile": cafile,
         },
     )
     code, _, err = await _run_indexer(settings_env(settings), within_s=60)
     assert code == EXIT_STARTUP_FAILED, err
-    lines = [line for line in err.splitlines() if "STREAM_INDEXER_KAFKA__SSL_CAFILE" in line]
-    assert len(lines) == 1 and "certificate verify failed" in lines[0], err
+    lines = [line for line in err.splitlines() if f"STREAM_INDEXER_KAFKA__{setting}" in line]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+async def test_run_with_a_wrong_kafka_ca_exits_3_with_one_line(
+    tls_broker: TlsBroker, pki: Pki, topic_factory: Any, pg_dsn: str, settings_for: Any
+) -> None:
+    """Kafka's certificate is refused: the process says which setting to fix instead of
+    waiting forever."""
+    line = await _run_line_naming(
+        "SSL_CAFILE", tls_broker.bootstrap, pki.other_ca_file, topic_factory, pg_dsn, settings_for
+    )
+    assert "certificate verify failed" in line
 
 
 async def test_run_without_the_client_certificate_a_broker_requires_exits_3_with_one_line(
     mtls12_broker: TlsBroker, pki: Pki, topic_factory: Any, pg_dsn: str, settings_for: Any
 ) -> None:
     """TLS 1.2, where aiokafka alone would only ever say "Unable to bootstrap" and wait."""
-    from support.pipeline import prepare_pipeline, settings_env
-    from test_startup_failures import _run_indexer
-
-    from stream_indexer.app.startup_errors import EXIT_STARTUP_FAILED
-
-    topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=1)
-    settings = settings_for(
-        topic,
-        **{
-            "kafka.bootstrap_servers": mtls12_broker.bootstrap,
-            "kafka.security_protocol": "SSL",
-            "kafka.ssl_cafile": pki.ca_file,
-        },
+    line = await _run_line_naming(
+        "SSL_CERTFILE", mtls12_broker.bootstrap, pki.ca_file, topic_factory, pg_dsn, settings_for
     )
-    code, _, err = await _run_indexer(settings_env(settings), within_s=60)
-    assert code == EXIT_STARTUP_FAILED, err
-    lines = [line for line in err.splitlines() if "STREAM_INDEXER_KAFKA__SSL_CERTFILE" in line]
-    assert len(lines) == 1 and "requires a TLS client certificate" in lines[0], err
+    assert "requires a TLS client certificate" in line
