@@ -216,21 +216,29 @@ async def test_mtls_with_a_password_protected_key(mtls_broker: TlsBroker, pki: P
 REPEATS = 10
 
 
+async def _refusal_lines(settings: Settings, error: type[BaseException]) -> list[str]:
+    """`REPEATS` start-up checks against `settings`' broker, each raising `error`: the lines
+    start-up would print for them."""
+    lines = []
+    for _ in range(REPEATS):
+        with pytest.raises(error) as caught:
+            await ensure_topic(
+                settings.kafka.bootstrap_servers,
+                "never",
+                partitions=1,
+                client_kwargs=admin_kwargs(settings),
+            )
+        lines.append(str(explain(Step.DLQ_TOPIC, caught.value)))
+    return lines
+
+
 async def test_mtls_without_a_client_certificate_fails_at_start(
     any_mtls_broker: TlsBroker, pki: Pki
 ) -> None:
     """Under TLS 1.3 the refusal comes after the handshake and its alert can be lost; under
     TLS 1.2 it is a "handshake failure" alert. Either way: one line naming the setting."""
     settings = kafka_settings(any_mtls_broker.bootstrap, pki)
-    for _ in range(REPEATS):
-        with pytest.raises(ClientCertificateRequiredError) as caught:
-            await ensure_topic(
-                any_mtls_broker.bootstrap,
-                "never",
-                partitions=1,
-                client_kwargs=admin_kwargs(settings),
-            )
-        line = str(explain(Step.DLQ_TOPIC, caught.value))
+    for line in await _refusal_lines(settings, ClientCertificateRequiredError):
         assert "requires a TLS client certificate" in line and "\n" not in line
         assert "STREAM_INDEXER_KAFKA__SSL_CERTFILE" in line
     producer = create_producer(settings, "dlq", request_timeout_ms=5000)
@@ -250,15 +258,7 @@ async def test_mtls_with_an_untrusted_client_certificate_fails_at_start(
             "kafka.ssl_keyfile": pki.untrusted_client_key,
         },
     )
-    for _ in range(REPEATS):
-        with pytest.raises(ssl.SSLError) as caught:
-            await ensure_topic(
-                any_mtls_broker.bootstrap,
-                "never",
-                partitions=1,
-                client_kwargs=admin_kwargs(settings),
-            )
-        line = str(explain(Step.DLQ_TOPIC, caught.value))
+    for line in await _refusal_lines(settings, ssl.SSLError):
         assert "does not trust our TLS client certificate" in line and "\n" not in line
         assert "STREAM_INDEXER_KAFKA__SSL_CERTFILE" in line
 
