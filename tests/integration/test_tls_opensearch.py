@@ -23,6 +23,7 @@ from support.tls_endpoints import KEY_PASSWORD, AlertLosingRelay, Pki, ThreadLoo
 from stream_indexer.app.startup import until_ready
 from stream_indexer.app.startup_errors import Step, explain
 from stream_indexer.errors import ConfigError, SinkUnavailableError
+from stream_indexer.opensearch.auth import lost_certificate_refusal, tls_context
 from stream_indexer.opensearch.sink import OpenSearchSink
 from stream_indexer.settings import Settings, load_settings
 
@@ -207,15 +208,21 @@ async def test_a_cluster_that_closes_after_the_handshake_is_still_waited_for(
     pki: Pki,
 ) -> None:
     """A TLS 1.3 proxy whose cluster is down completes the handshake and closes, with no
-    alert: that is an outage (retriable), not a certificate problem."""
+    alert: that is an outage (retriable), not a certificate problem. The silent connection
+    is made, and reads the close as saying nothing."""
     with socket.create_server(("127.0.0.1", 0)) as placeholder:
         down = ("127.0.0.1", int(placeholder.getsockname()[1]))
     proxy = TlsProxy(pki.server_context(tls_version=ssl.TLSVersion.TLSv1_3), down).start()
-    sink = OpenSearchSink(os_settings(f"https://127.0.0.1:{proxy.port}", pki))
+    url = f"https://127.0.0.1:{proxy.port}"
+    settings = os_settings(url, pki)
+    sink = OpenSearchSink(settings)
     try:
-        with pytest.raises(SinkUnavailableError):
+        with pytest.raises(SinkUnavailableError) as caught:
             await sink.start()
-        assert proxy.connections >= 2  # the request's connection, then the silent one
+        before = proxy.connections
+        context = tls_context(settings.opensearch)
+        assert await lost_certificate_refusal(caught.value, [url], context, 5) is None
+        assert proxy.connections == before + 1
     finally:
         await sink.stop()
         proxy.close()
