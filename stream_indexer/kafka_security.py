@@ -28,6 +28,7 @@ from stream_indexer.tls import (
     TlsFiles,
     client_context,
     describe,
+    silent_verdict,
     tls_failure,
     wants_client_certificate,
 )
@@ -132,34 +133,25 @@ async def check_tls(
     certificate = context in _WITH_CLIENT_CERTIFICATE
     for address in bootstrap_servers.split(","):
         host, port = _host_port(address.strip())
-        closed, tls13 = await _probe(host, port, context, certificate, timeout_s, ask=True)
+        closed, tls13 = await _probe(host, port, context, certificate, timeout_s)
         if not (closed and tls13):
             continue
-        closed, _ = await _probe(host, port, context, certificate, timeout_s, ask=False)
-        if closed:  # twice, and no alert: a broker going away, a proxy whose broker is down
-            log.debug("TLS check of %s skipped: closed after the handshake", address)
+        ended = await silent_verdict(host, port, context, timeout_s=timeout_s)
+        if ended is not None:
+            _raise_refusal(ended, certificate)
+        # no alert: a broker going away, a TLS proxy whose broker is down
+        log.debug("TLS check of %s skipped: closed after the handshake (%s)", address, ended)
 
-
-#: how long a silent TLS 1.3 server is given to refuse our certificate (it answers in one
-#: round trip when it does); silence means it accepted it
-VERDICT_WAIT_S = 5.0
 
 #: the client contexts `ssl_context` loaded a client certificate into
 _WITH_CLIENT_CERTIFICATE: weakref.WeakSet[ssl.SSLContext] = weakref.WeakSet()
 
 
 async def _probe(
-    host: str,
-    port: int,
-    context: ssl.SSLContext,
-    certificate: bool,
-    timeout_s: float,
-    *,
-    ask: bool,
+    host: str, port: int, context: ssl.SSLContext, certificate: bool, timeout_s: float
 ) -> tuple[bool, bool]:
-    """One connection: raise a certificate refusal; else (closed right after the handshake
-    without an answer, TLS 1.3 negotiated). `ask`: send ApiVersions and read the answer;
-    otherwise wait up to `VERDICT_WAIT_S` for the server to speak or close first."""
+    """One connection that sends ApiVersions and reads the answer: raise a certificate
+    refusal; else (closed right after the handshake without an answer, TLS 1.3 negotiated)."""
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=context, server_hostname=host), timeout_s
@@ -171,13 +163,10 @@ async def _probe(
     ssl_object = writer.get_extra_info("ssl_object")
     tls13 = ssl_object is not None and ssl_object.version() == "TLSv1.3"
     try:
-        if ask:
-            writer.write(_API_VERSIONS_V0)
-            answer = await asyncio.wait_for(reader.read(4), timeout_s)
-        else:
-            answer = await asyncio.wait_for(reader.read(1), min(timeout_s, VERDICT_WAIT_S))
+        writer.write(_API_VERSIONS_V0)
+        answer = await asyncio.wait_for(reader.read(4), timeout_s)
     except TimeoutError:
-        return False, tls13  # no answer (asked) or no refusal (not asked)
+        return False, tls13  # no answer
     except OSError as exc:
         _raise_refusal(exc, certificate)
         return True, tls13  # reset, or ended in a way that says nothing about certificates

@@ -9,6 +9,8 @@ here: asyncpg reads it from the DSN (`sslmode`, `sslrootcert`, `sslcert`, `sslke
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
 from dataclasses import dataclass
 
@@ -131,6 +133,48 @@ def wants_client_certificate(exc: BaseException) -> ssl.SSLError | None:
     return None
 
 
+#: how long a silent TLS 1.3 server is given to refuse our certificate (it answers in one
+#: round trip when it does); silence means it accepted it
+VERDICT_WAIT_S = 5.0
+
+
+async def silent_verdict(
+    host: str,
+    port: int,
+    context: ssl.SSLContext,
+    *,
+    timeout_s: float = 10.0,
+    wait_s: float = VERDICT_WAIT_S,
+) -> OSError | None:
+    """Connect to `host:port` once, send nothing, and wait up to `wait_s` for the server to
+    end the connection; return the error that ended it (in the handshake or after), None when
+    the server stayed silent or closed without one.
+
+    Under TLS 1.3 a server judges our certificate only after our side of the handshake is
+    done. A request sent meanwhile can reach it while it is closing with its "certificate
+    required" alert: the close becomes a reset and the alert is lost (the client sees a
+    connection reset, as from a server going down). Sent nothing, the alert arrives intact:
+    `tls_failure` or `wants_client_certificate` of the returned error reads it.
+    """
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=context, server_hostname=host), timeout_s
+        )
+    except OSError as exc:  # TimeoutError included
+        return exc
+    try:
+        await asyncio.wait_for(reader.read(1), min(timeout_s, wait_s))
+    except TimeoutError:
+        return None  # silence: our certificate (or its absence) is accepted
+    except OSError as exc:
+        return exc
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await asyncio.wait_for(writer.wait_closed(), timeout_s)
+    return None
+
+
 def _permanent(exc: BaseException) -> bool:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return True
@@ -152,4 +196,12 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-__all__ = ["TlsFiles", "client_context", "describe", "tls_failure", "wants_client_certificate"]
+__all__ = [
+    "VERDICT_WAIT_S",
+    "TlsFiles",
+    "client_context",
+    "describe",
+    "silent_verdict",
+    "tls_failure",
+    "wants_client_certificate",
+]

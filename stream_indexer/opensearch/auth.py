@@ -5,22 +5,30 @@ The client always gets our own `ssl.SSLContext` (from `tls.client_context`), so 
 place that decides verification: a CA or key that cannot be loaded is a `ConfigError`, and
 `OPENSEARCH__VERIFY_CERTS=false` is an explicit, logged choice, never a fallback.
 
+Under TLS 1.3 a cluster that requires a client certificate refuses a missing or untrusted one
+only after our side of the handshake is done, and the refusal races our first request: the
+alert can be lost to a connection reset, which reads as "cluster unreachable" and would be
+waited on forever. `lost_certificate_refusal` asks again without a request (`tls.silent_verdict`).
+
 SigV4 uses opensearch-py's async signer, which signs each request as it is sent: after
 `OPENSEARCH__HTTP_COMPRESS` gzipped the body, so the payload hash matches the bytes on the wire.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from typing import Any
+from urllib.parse import urlsplit
 
+from aiohttp import ServerDisconnectedError
 from opensearchpy import AsyncHttpConnection
 
 from stream_indexer.errors import ConfigError
 from stream_indexer.masking import remember, secret_forms
 from stream_indexer.settings import ENV_PREFIX, OpenSearchSettings
-from stream_indexer.tls import TlsFiles, client_context
+from stream_indexer.tls import TlsFiles, client_context, silent_verdict, tls_failure
 
 log = logging.getLogger(__name__)
 _PREFIX = f"{ENV_PREFIX}OPENSEARCH__"
@@ -64,6 +72,57 @@ def tls_context(settings: OpenSearchSettings) -> ssl.SSLContext:
     )
 
 
+async def lost_certificate_refusal(
+    exc: BaseException, hosts: list[str], context: ssl.SSLContext | None, timeout_s: float
+) -> ssl.SSLError | None:
+    """The certificate refusal a connection reset in `exc` may have hidden, if there was one.
+
+    Only a connection that was reset or closed after it was opened asks: each HTTPS host is
+    connected to once more, at the same time, with the client's `context`, sent nothing, and
+    given a few seconds (`tls.VERDICT_WAIT_S`) to refuse our certificate. A host that stays
+    silent, closes without an alert or cannot be reached says nothing: the caller waits for
+    the cluster as for any outage."""
+    if context is None or not _lost_connection(exc):
+        return None
+    targets = [urlsplit(host) for host in hosts if host.lower().startswith("https://")]
+    ended = await asyncio.gather(
+        *(
+            silent_verdict(url.hostname or "", url.port or 443, context, timeout_s=timeout_s)
+            for url in targets
+            if url.hostname
+        )
+    )
+    for error in ended:
+        failure = tls_failure(error) if error is not None else None
+        if failure is not None:
+            log.debug("a connection reset hid a TLS refusal: %s", failure)
+            return failure
+    return None
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    """Whether a reset or close of an open connection is behind `exc` (opensearch-py keeps
+    aiohttp's error in `.info`, aiohttp the OS error in `.os_error`)."""
+    seen: set[int] = set()
+    pending: list[Any] = [exc]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(
+            current,
+            ConnectionResetError
+            | ConnectionAbortedError
+            | BrokenPipeError
+            | ServerDisconnectedError,
+        ):
+            return True
+        pending += [getattr(current, "info", None), getattr(current, "os_error", None)]
+        pending += [current.__cause__, current.__context__]
+    return False
+
+
 def http_auth(settings: OpenSearchSettings) -> Any:
     """Basic credentials, a SigV4 signer, or None."""
     if settings.auth == "sigv4":
@@ -101,4 +160,10 @@ def sigv4_auth(region: str, service: str) -> Any:
     return AWSV4SignerAsyncAuth(credentials, region, service)
 
 
-__all__ = ["client_options", "http_auth", "sigv4_auth", "tls_context"]
+__all__ = [
+    "client_options",
+    "http_auth",
+    "lost_certificate_refusal",
+    "sigv4_auth",
+    "tls_context",
+]

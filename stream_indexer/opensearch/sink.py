@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from typing import Any
 
 import orjson
@@ -24,7 +25,7 @@ from opensearchpy.serializer import JSONSerializer
 from stream_indexer.errors import ConfigError, SinkUnavailableError
 from stream_indexer.lifecycle import Lifecycle
 from stream_indexer.opensearch.aliases import alias_targets, switch
-from stream_indexer.opensearch.auth import client_options
+from stream_indexer.opensearch.auth import client_options, lost_certificate_refusal
 from stream_indexer.opensearch.mapping import index_body
 from stream_indexer.settings import Settings
 from stream_indexer.tls import tls_failure
@@ -73,6 +74,8 @@ class OpenSearchSink(Lifecycle):
         self._bulk_url = f"/{self.bulk_target}/_bulk"
         self._bulk_params = BULK_RESPONSE_FILTER if bulk_index else ALIAS_BULK_PARAMS
         self._client: AsyncOpenSearch | None = None
+        #: the client's TLS context (None over plain HTTP), for `_hidden_refusal`
+        self._tls: ssl.SSLContext | None = None
 
     @property
     def client(self) -> AsyncOpenSearch:
@@ -96,9 +99,11 @@ class OpenSearchSink(Lifecycle):
             await client.close()
 
     def _build_client(self) -> AsyncOpenSearch:
+        options = client_options(self._os)
+        self._tls = options.get("ssl_context")
         return AsyncOpenSearch(
             hosts=self._os.hosts,
-            **client_options(self._os),
+            **options,
             http_compress=self._os.http_compress,
             timeout=self._os.request_timeout_s,
             max_retries=0,
@@ -148,6 +153,7 @@ class OpenSearchSink(Lifecycle):
         except (OSConnectionError, TransportError) as exc:
             if tls_failure(exc) is not None:
                 raise  # a refused certificate or host name: waiting will not fix it either
+            await self._raise_hidden_refusal(exc)
             raise SinkUnavailableError(
                 f"cannot prepare index {self.physical_index}: {exc}"
             ) from exc
@@ -167,7 +173,17 @@ class OpenSearchSink(Lifecycle):
         except (OSConnectionError, TransportError) as exc:
             if tls_failure(exc) is not None:
                 raise
+            await self._raise_hidden_refusal(exc)
             raise SinkUnavailableError(f"cannot read alias {self.write_alias}: {exc}") from exc
+
+    async def _raise_hidden_refusal(self, exc: BaseException) -> None:
+        """Raise the TLS 1.3 certificate refusal a connection reset hid, if any (start-up
+        then fails naming the certificate settings instead of waiting forever)."""
+        refusal = await lost_certificate_refusal(
+            exc, self._os.hosts, self._tls, self._os.request_timeout_s
+        )
+        if refusal is not None:
+            raise refusal from exc
 
     def bulk_timeout(self, items: int) -> float:
         """Request timeout for a bulk of `items`: large batches get proportionally longer."""

@@ -8,6 +8,7 @@ with botocore for known test credentials (403 on a mismatch).
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import uuid
 from collections.abc import Iterator
@@ -17,11 +18,12 @@ from typing import Any
 import orjson
 import pytest
 from support.https_front import AuthFront
-from support.tls_endpoints import KEY_PASSWORD, Pki, ThreadLoop, TlsProxy
+from support.tls_endpoints import KEY_PASSWORD, AlertLosingRelay, Pki, ThreadLoop, TlsProxy
 
 from stream_indexer.app.startup import until_ready
 from stream_indexer.app.startup_errors import Step, explain
-from stream_indexer.errors import ConfigError
+from stream_indexer.errors import ConfigError, SinkUnavailableError
+from stream_indexer.opensearch.auth import lost_certificate_refusal, tls_context
 from stream_indexer.opensearch.sink import OpenSearchSink
 from stream_indexer.settings import Settings, load_settings
 
@@ -170,6 +172,60 @@ async def test_client_certificate_with_an_encrypted_key(
     line = await start_failure(os_settings(mtls_cluster.url, pki))
     assert "refused our TLS client certificate" in line
     assert "STREAM_INDEXER_OPENSEARCH__CLIENT_CERT" in line
+
+
+@pytest.fixture(scope="module")
+def lossy_mtls_cluster(
+    pki: Pki, tls_loop: ThreadLoop, opensearch_url: str
+) -> Iterator[tuple[HttpsCluster, AlertLosingRelay]]:
+    """A TLS 1.3 cluster requiring a client certificate, behind a relay that loses its
+    refusal to a reset whenever the client sends its request first."""
+    context = pki.server_context(require_client_cert=True, tls_version=ssl.TLSVersion.TLSv1_3)
+    cluster = HttpsCluster(tls_loop, context, AuthFront(opensearch_url, basic=(USER, PASSWORD)))
+    relay = AlertLosingRelay(("127.0.0.1", cluster.proxy.port)).start()
+    yield cluster, relay
+    relay.close()
+    cluster.close()
+
+
+async def test_a_certificate_refusal_lost_to_a_reset_still_fails_at_start(
+    lossy_mtls_cluster: tuple[HttpsCluster, AlertLosingRelay], pki: Pki
+) -> None:
+    """TLS 1.3: the cluster's "certificate required" alert raced our first request and was
+    lost to a connection reset; start-up asks once more without a request and fails with
+    the certificate settings, instead of waiting for a cluster that looks unreachable."""
+    _, relay = lossy_mtls_cluster
+    url = f"https://127.0.0.1:{relay.port}"
+    for _ in range(3):
+        resets = relay.resets
+        line = await start_failure(os_settings(url, pki))
+        assert "refused our TLS client certificate" in line and "\n" not in line
+        assert "STREAM_INDEXER_OPENSEARCH__CLIENT_CERT" in line
+        assert relay.resets > resets  # the request's connection was reset, alert lost
+
+
+async def test_a_cluster_that_closes_after_the_handshake_is_still_waited_for(
+    pki: Pki,
+) -> None:
+    """A TLS 1.3 proxy whose cluster is down completes the handshake and closes, with no
+    alert: that is an outage (retriable), not a certificate problem. The silent connection
+    is made, and reads the close as saying nothing."""
+    with socket.create_server(("127.0.0.1", 0)) as placeholder:
+        down = ("127.0.0.1", int(placeholder.getsockname()[1]))
+    proxy = TlsProxy(pki.server_context(tls_version=ssl.TLSVersion.TLSv1_3), down).start()
+    url = f"https://127.0.0.1:{proxy.port}"
+    settings = os_settings(url, pki)
+    sink = OpenSearchSink(settings)
+    try:
+        with pytest.raises(SinkUnavailableError) as caught:
+            await sink.start()
+        before = proxy.connections
+        context = tls_context(settings.opensearch)
+        assert await lost_certificate_refusal(caught.value, [url], context, 5) is None
+        assert proxy.connections == before + 1
+    finally:
+        await sink.stop()
+        proxy.close()
 
 
 def test_an_unreadable_client_key_is_a_config_error(pki: Pki) -> None:

@@ -335,3 +335,115 @@ def _splice(tls: ssl.SSLSocket, plain: socket.socket) -> None:
             if not data:
                 return
             (plain if source is tls else tls).sendall(data)
+
+
+# -- a TLS 1.3 refusal whose alert is lost ---------------------------------------------------
+
+_HANDSHAKE, _APPLICATION_DATA = 22, 23
+
+
+class AlertLosingRelay:
+    """A TCP relay in front of a TLS 1.3 server that requires a client certificate, for
+    clients that send none: it loses the server's refusal whenever the client speaks first.
+
+    Under TLS 1.3 the client's side of the handshake is done before the server judges its
+    certificate; a request the client sends meanwhile makes the server's close a reset, and
+    its "certificate required" alert is lost (a race on real servers). Here the race always
+    goes that way: once the client has sent its last handshake records (an empty Certificate
+    and Finished, two encrypted records), any further record from it resets the connection,
+    and the server's verdict is held back `hold_s` for the client to speak first. A client
+    that stays silent gets the verdict. `resets` counts the connections reset this way."""
+
+    def __init__(self, upstream: tuple[str, int], hold_s: float = 1.0) -> None:
+        self.upstream = upstream
+        self.hold_s = hold_s
+        self.resets = 0
+        self.alerts = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+
+    def start(self) -> AlertLosingRelay:
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(self.upstream)
+        records = _RecordCounter()
+        sources = [client, upstream]
+        held = b""
+        try:
+            while True:
+                ready = select.select(sources, [], [], self.hold_s if held else None)[0]
+                if not ready:  # the client stayed silent: let the verdict through
+                    client.sendall(held)
+                    self.alerts += 1
+                    held = b""
+                    if upstream not in sources:
+                        return
+                    continue
+                if client in ready:
+                    data = client.recv(64 * 1024)
+                    if not data:
+                        return
+                    if records.feed(data) > 2:  # a record after the client's Finished
+                        self.resets += 1
+                        client.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
+                        return
+                    upstream.sendall(data)
+                if upstream in ready:
+                    try:
+                        data = upstream.recv(64 * 1024)
+                    except ConnectionResetError:  # a refusing server closes with unread data
+                        data = b""
+                    if not data:
+                        if not held:
+                            return
+                        sources.remove(upstream)  # the verdict waits for the client
+                    elif records.finished:
+                        held += data
+                    else:
+                        client.sendall(data)
+        except OSError:
+            pass
+        finally:
+            upstream.close()
+            client.close()
+
+
+class _RecordCounter:
+    """Counts the encrypted records in one direction of a TLS 1.3 stream."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self.encrypted = 0
+
+    @property
+    def finished(self) -> bool:
+        """The client has sent its empty Certificate and its Finished."""
+        return self.encrypted >= 2
+
+    def feed(self, data: bytes) -> int:
+        self._buffer += data
+        while len(self._buffer) >= 5:
+            kind, _, length = struct.unpack_from(">BHH", self._buffer)
+            if len(self._buffer) < 5 + length:
+                break
+            if kind == _APPLICATION_DATA:
+                self.encrypted += 1
+            self._buffer = self._buffer[5 + length :]
+        return self.encrypted
