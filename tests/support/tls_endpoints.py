@@ -235,6 +235,16 @@ def _send(sock: socket.socket, payload: bytes) -> None:
 # -- the proxy -------------------------------------------------------------------------------
 
 
+def _serve_each_connection(listener: socket.socket, serve: Callable[[socket.socket], None]) -> None:
+    """Accept until `listener` is closed, serving each connection on its own thread."""
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+
 class TlsProxy:
     """TLS on `port` (bound at construction, so a broker can advertise it), plain TCP to
     `upstream`. `connections` counts client connections whose TLS handshake succeeded."""
@@ -272,12 +282,7 @@ class TlsProxy:
                     sock.shutdown(socket.SHUT_RDWR)
 
     def _accept_loop(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        _serve_each_connection(self._listener, self._serve)
 
     def _serve(self, conn: socket.socket) -> None:
         opened = [conn]
@@ -372,12 +377,7 @@ class AlertLosingRelay:
         self._listener.close()
 
     def _accept_loop(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        _serve_each_connection(self._listener, self._serve)
 
     def _serve(self, client: socket.socket) -> None:
         upstream = socket.create_connection(self.upstream)
