@@ -119,17 +119,24 @@ def tls_failure(exc: BaseException) -> ssl.SSLError | None:
 def wants_client_certificate(exc: BaseException) -> ssl.SSLError | None:
     """The server's alert behind `exc` if it is one a server sends for a missing client
     certificate, to be read so only when we sent none: with a certificate, "handshake
-    failure" may as well mean no common cipher or TLS version."""
-    current: BaseException | None = exc
+    failure" may as well mean no common cipher or TLS version. Looks through causes and
+    drivers' wrappers as `tls_failure` does."""
     seen: set[int] = set()
-    while current is not None and id(current) not in seen:
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
         seen.add(id(current))
         if (
             isinstance(current, ssl.SSLError)
             and getattr(current, "reason", None) in _CLIENT_CERTIFICATE_ALERTS
         ):
             return current
-        current = current.__cause__ or current.__context__
+        pending += [
+            getattr(current, name, None) for name in ("info", "certificate_error", "os_error")
+        ]
+        pending += [current.__cause__, current.__context__]
     return None
 
 

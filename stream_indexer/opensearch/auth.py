@@ -9,6 +9,9 @@ Under TLS 1.3 a cluster that requires a client certificate refuses a missing or 
 only after our side of the handshake is done, and the refusal races our first request: the
 alert can be lost to a connection reset, which reads as "cluster unreachable" and would be
 waited on forever. `lost_certificate_refusal` asks again without a request (`tls.silent_verdict`).
+Under TLS 1.2 the refusal of a missing certificate is a "handshake failure" alert inside the
+handshake, which with a certificate may as well mean no common cipher or version: only with
+no `OPENSEARCH__CLIENT_CERT` set does `missing_client_certificate` read it as the certificate.
 
 SigV4 uses opensearch-py's async signer, which signs each request as it is sent: after
 `OPENSEARCH__HTTP_COMPRESS` gzipped the body, so the payload hash matches the bytes on the wire.
@@ -25,10 +28,17 @@ from urllib.parse import urlsplit
 from aiohttp import ServerDisconnectedError
 from opensearchpy import AsyncHttpConnection
 
-from stream_indexer.errors import ConfigError
+from stream_indexer.errors import ClientCertificateRequiredError, ConfigError
 from stream_indexer.masking import remember, secret_forms
 from stream_indexer.settings import ENV_PREFIX, OpenSearchSettings
-from stream_indexer.tls import TlsFiles, client_context, silent_verdict, tls_failure
+from stream_indexer.tls import (
+    TlsFiles,
+    client_context,
+    describe,
+    silent_verdict,
+    tls_failure,
+    wants_client_certificate,
+)
 
 log = logging.getLogger(__name__)
 _PREFIX = f"{ENV_PREFIX}OPENSEARCH__"
@@ -69,6 +79,25 @@ def tls_context(settings: OpenSearchSettings) -> ssl.SSLContext:
                 f"{_PREFIX}CLIENT_KEY_PASSWORD",
             ),
         )
+    )
+
+
+def missing_client_certificate(
+    exc: BaseException, settings: OpenSearchSettings
+) -> ClientCertificateRequiredError | None:
+    """The error to fail start-up with when `exc` is the cluster asking for the client
+    certificate we did not send (TLS 1.2 "handshake failure", TLS 1.3 "certificate
+    required"); None when one is configured (the cluster then judged it, or refused for
+    another reason) or `exc` carries no such alert."""
+    if settings.client_cert:
+        return None
+    alert = wants_client_certificate(exc)
+    if alert is None:
+        return None
+    return ClientCertificateRequiredError(
+        f"OpenSearch requires a TLS client certificate and none is set (the cluster sent "
+        f"{describe(alert)}): set {_PREFIX}CLIENT_CERT and {_PREFIX}CLIENT_KEY to a "
+        "certificate signed by a CA the cluster trusts"
     )
 
 
@@ -164,6 +193,7 @@ __all__ = [
     "client_options",
     "http_auth",
     "lost_certificate_refusal",
+    "missing_client_certificate",
     "sigv4_auth",
     "tls_context",
 ]

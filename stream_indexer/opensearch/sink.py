@@ -25,7 +25,11 @@ from opensearchpy.serializer import JSONSerializer
 from stream_indexer.errors import ConfigError, SinkUnavailableError
 from stream_indexer.lifecycle import Lifecycle
 from stream_indexer.opensearch.aliases import alias_targets, switch
-from stream_indexer.opensearch.auth import client_options, lost_certificate_refusal
+from stream_indexer.opensearch.auth import (
+    client_options,
+    lost_certificate_refusal,
+    missing_client_certificate,
+)
 from stream_indexer.opensearch.mapping import index_body
 from stream_indexer.settings import Settings
 from stream_indexer.tls import tls_failure
@@ -74,7 +78,7 @@ class OpenSearchSink(Lifecycle):
         self._bulk_url = f"/{self.bulk_target}/_bulk"
         self._bulk_params = BULK_RESPONSE_FILTER if bulk_index else ALIAS_BULK_PARAMS
         self._client: AsyncOpenSearch | None = None
-        #: the client's TLS context (None over plain HTTP), for `_hidden_refusal`
+        #: the client's TLS context (None over plain HTTP), for `_raise_tls_refusal`
         self._tls: ssl.SSLContext | None = None
 
     @property
@@ -151,9 +155,7 @@ class OpenSearchSink(Lifecycle):
         except (AuthenticationException, AuthorizationException):
             raise  # 401/403: waiting will not fix credentials or permissions
         except (OSConnectionError, TransportError) as exc:
-            if tls_failure(exc) is not None:
-                raise  # a refused certificate or host name: waiting will not fix it either
-            await self._raise_hidden_refusal(exc)
+            await self._raise_tls_refusal(exc)  # waiting will not fix a certificate either
             raise SinkUnavailableError(
                 f"cannot prepare index {self.physical_index}: {exc}"
             ) from exc
@@ -171,19 +173,25 @@ class OpenSearchSink(Lifecycle):
         except (AuthenticationException, AuthorizationException):
             raise
         except (OSConnectionError, TransportError) as exc:
-            if tls_failure(exc) is not None:
-                raise
-            await self._raise_hidden_refusal(exc)
+            await self._raise_tls_refusal(exc)
             raise SinkUnavailableError(f"cannot read alias {self.write_alias}: {exc}") from exc
 
-    async def _raise_hidden_refusal(self, exc: BaseException) -> None:
-        """Raise the TLS 1.3 certificate refusal a connection reset hid, if any (start-up
-        then fails naming the certificate settings instead of waiting forever)."""
+    async def _raise_tls_refusal(self, exc: BaseException) -> None:
+        """Raise what `exc` says about certificates, so start-up fails naming the setting
+        instead of waiting forever: a client certificate the cluster wants and none is set
+        (`ClientCertificateRequiredError`), a refused certificate or host name (`exc`
+        itself), or the TLS 1.3 refusal a connection reset hid. Return when it says nothing
+        (an outage: refused, timed out, closed without an alert)."""
+        missing = missing_client_certificate(exc, self._os)
+        if missing is not None:
+            raise missing from exc
+        if tls_failure(exc) is not None:
+            raise exc
         refusal = await lost_certificate_refusal(
             exc, self._os.hosts, self._tls, self._os.request_timeout_s
         )
         if refusal is not None:
-            raise refusal from exc
+            raise missing_client_certificate(refusal, self._os) or refusal from exc
 
     def bulk_timeout(self, items: int) -> float:
         """Request timeout for a bulk of `items`: large batches get proportionally longer."""
