@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from stream_indexer.errors import ConfigError
@@ -90,29 +91,36 @@ def client_context(files: TlsFiles) -> ssl.SSLContext:
     return context
 
 
-def tls_failure(exc: BaseException) -> ssl.SSLError | None:
-    """The certificate or handshake refusal behind `exc`, if that is what it is.
-
-    Looks through the cause chain and through the wrappers drivers put around it
-    (opensearch-py keeps the original in `.info`, aiohttp in `.certificate_error` or
-    `.os_error`). Only refusals that retrying cannot fix count: an EOF in mid-handshake
-    (a restarting server) is a network problem, not a certificate one.
-    """
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and every exception behind it, each once: the cause chain and what drivers
+    wrap (opensearch-py keeps the original in `.info`, aiohttp in `.certificate_error` or
+    `.os_error`)."""
     seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
+    pending: list[object] = [exc]
     while pending:
         current = pending.pop()
-        if current is None or id(current) in seen:
+        if not isinstance(current, BaseException) or id(current) in seen:
             continue
         seen.add(id(current))
-        inner = [getattr(current, name, None) for name in ("info", "certificate_error", "os_error")]
-        wrapped = [item for item in inner if isinstance(item, BaseException)]
-        if wrapped:  # a driver's wrapper (some subclass ssl errors): look at what it wraps
-            pending += wrapped
-        elif _permanent(current):
+        yield current
+        pending += _wrapped(current)
+        pending += [current.__cause__, current.__context__]
+
+
+def _wrapped(exc: BaseException) -> list[BaseException]:
+    inner = [getattr(exc, name, None) for name in ("info", "certificate_error", "os_error")]
+    return [item for item in inner if isinstance(item, BaseException)]
+
+
+def tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The certificate or handshake refusal behind `exc` (see `causes`), if that is what
+    it is. Only refusals that retrying cannot fix count: an EOF in mid-handshake (a
+    restarting server) is a network problem, not a certificate one. A driver's wrapper
+    counts only for what it wraps (some subclass ssl errors)."""
+    for current in causes(exc):
+        if not _wrapped(current) and _permanent(current):
             assert isinstance(current, ssl.SSLError)
             return current
-        pending += [current.__cause__, current.__context__]
     return None
 
 
@@ -121,22 +129,12 @@ def wants_client_certificate(exc: BaseException) -> ssl.SSLError | None:
     certificate, to be read so only when we sent none: with a certificate, "handshake
     failure" may as well mean no common cipher or TLS version. Looks through causes and
     drivers' wrappers as `tls_failure` does."""
-    seen: set[int] = set()
-    pending: list[object] = [exc]
-    while pending:
-        current = pending.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
+    for current in causes(exc):
         if (
             isinstance(current, ssl.SSLError)
             and getattr(current, "reason", None) in _CLIENT_CERTIFICATE_ALERTS
         ):
             return current
-        pending += [
-            getattr(current, name, None) for name in ("info", "certificate_error", "os_error")
-        ]
-        pending += [current.__cause__, current.__context__]
     return None
 
 
@@ -206,6 +204,7 @@ def _reason(exc: BaseException) -> str:
 __all__ = [
     "VERDICT_WAIT_S",
     "TlsFiles",
+    "causes",
     "client_context",
     "describe",
     "silent_verdict",

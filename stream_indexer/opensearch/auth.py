@@ -33,6 +33,7 @@ from stream_indexer.masking import remember, secret_forms
 from stream_indexer.settings import ENV_PREFIX, OpenSearchSettings
 from stream_indexer.tls import (
     TlsFiles,
+    causes,
     client_context,
     describe,
     silent_verdict,
@@ -132,24 +133,8 @@ async def lost_certificate_refusal(
 def _lost_connection(exc: BaseException) -> bool:
     """Whether a reset or close of an open connection is behind `exc` (opensearch-py keeps
     aiohttp's error in `.info`, aiohttp the OS error in `.os_error`)."""
-    seen: set[int] = set()
-    pending: list[Any] = [exc]
-    while pending:
-        current = pending.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(
-            current,
-            ConnectionResetError
-            | ConnectionAbortedError
-            | BrokenPipeError
-            | ServerDisconnectedError,
-        ):
-            return True
-        pending += [getattr(current, "info", None), getattr(current, "os_error", None)]
-        pending += [current.__cause__, current.__context__]
-    return False
+    lost = ConnectionResetError | ConnectionAbortedError | BrokenPipeError | ServerDisconnectedError
+    return any(isinstance(current, lost) for current in causes(exc))
 
 
 def http_auth(settings: OpenSearchSettings) -> Any:
