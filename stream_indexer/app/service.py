@@ -22,7 +22,6 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from stream_indexer.app.committer import Committer
 from stream_indexer.app.flow import FlowControl
-from stream_indexer.app.gc_tuning import collect_by_the_clock
 from stream_indexer.app.health import Health, Verdict
 from stream_indexer.app.startup import until_ready
 from stream_indexer.app.startup_errors import Step, explain, startup_step
@@ -122,7 +121,6 @@ class IndexerService(Lifecycle):
                 sample_dlq_table(self.wiring.pool, s.dlq.table, self.metrics, self._stopping),
                 name="dlq-stats",
             ),
-            asyncio.create_task(collect_by_the_clock(), name="gc"),
         ]
         log.info("indexer started", extra={"topic": s.kafka.topic, "group_id": s.kafka.group_id})
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import Sequence
 from typing import Any
 
@@ -213,21 +212,6 @@ async def test_stop_commits_what_is_done_and_restart_resumes(
     async with IndexerService(fast, Metrics(CollectorRegistry())) as again:
         await wait_for(lambda: service_caught_up(again, ends), within_s=90, what="catch-up")
     await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
-
-
-async def test_while_the_service_runs_the_collector_runs_by_the_clock(
-    pg_dsn: str, topic_factory: TopicFactory, settings_for: SettingsFactory
-) -> None:
-    """`gc_tuning.collect_by_the_clock`: started with the service, stopped with it."""
-    topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=1)
-
-    async def by_the_clock() -> bool:
-        return not gc.isenabled()
-
-    assert gc.isenabled()
-    async with IndexerService(settings_for(topic), Metrics(CollectorRegistry())):
-        await wait_for(by_the_clock, within_s=10, what="collection by the clock", step=0.01)
-    assert gc.isenabled()
 
 
 async def test_a_partition_buffer_never_goes_over_its_record_bound(
