@@ -21,16 +21,15 @@ from typing import Any
 
 from aiokafka.abc import AbstractTokenProvider
 
-from stream_indexer.errors import ClientCertificateRequiredError, ConfigError
+from stream_indexer.errors import ConfigError
 from stream_indexer.masking import remember, secret_forms
 from stream_indexer.settings import ENV_PREFIX, KafkaSettings
 from stream_indexer.tls import (
     TlsFiles,
     client_context,
-    describe,
+    missing_certificate,
     silent_verdict,
     tls_failure,
-    wants_client_certificate,
 )
 
 log = logging.getLogger(__name__)
@@ -179,13 +178,16 @@ async def _probe(
 
 def _raise_refusal(exc: BaseException, certificate: bool) -> None:
     """Raise what `exc` says about certificates; return when it says nothing."""
-    alert = None if certificate else wants_client_certificate(exc)
-    if alert is not None:
-        raise ClientCertificateRequiredError(
-            f"Kafka requires a TLS client certificate and none is set (the broker sent "
-            f"{describe(alert)}): set {_PREFIX}SSL_CERTFILE and {_PREFIX}SSL_KEYFILE to a "
-            "certificate signed by a CA the broker trusts"
-        ) from None
+    if not certificate:
+        missing = missing_certificate(
+            exc,
+            server="Kafka",
+            peer="broker",
+            cert_setting=f"{_PREFIX}SSL_CERTFILE",
+            key_setting=f"{_PREFIX}SSL_KEYFILE",
+        )
+        if missing is not None:
+            raise missing from None
     failure = tls_failure(exc)
     if failure is not None:
         raise failure from None

@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from stream_indexer.errors import ConfigError
+from stream_indexer.errors import ClientCertificateRequiredError, ConfigError
 
 #: OpenSSL reasons that mean "this peer will never accept / be accepted with this material"
 _PERMANENT_REASONS = frozenset(
@@ -143,6 +143,22 @@ def wants_client_certificate(exc: BaseException) -> ssl.SSLError | None:
 VERDICT_WAIT_S = 5.0
 
 
+def missing_certificate(
+    exc: BaseException, *, server: str, peer: str, cert_setting: str, key_setting: str
+) -> ClientCertificateRequiredError | None:
+    """The start-up error for `exc` when it carries the alert a `server` ("Kafka") sends
+    for a missing client certificate, naming the settings to set; None otherwise. Only for
+    a client that sent no certificate (see `wants_client_certificate`)."""
+    alert = wants_client_certificate(exc)
+    if alert is None:
+        return None
+    return ClientCertificateRequiredError(
+        f"{server} requires a TLS client certificate and none is set (the {peer} sent "
+        f"{describe(alert)}): set {cert_setting} and {key_setting} to a certificate signed "
+        f"by a CA the {peer} trusts"
+    )
+
+
 async def silent_verdict(
     host: str,
     port: int,
@@ -207,6 +223,7 @@ __all__ = [
     "causes",
     "client_context",
     "describe",
+    "missing_certificate",
     "silent_verdict",
     "tls_failure",
     "wants_client_certificate",

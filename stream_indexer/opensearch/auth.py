@@ -35,10 +35,9 @@ from stream_indexer.tls import (
     TlsFiles,
     causes,
     client_context,
-    describe,
+    missing_certificate,
     silent_verdict,
     tls_failure,
-    wants_client_certificate,
 )
 
 log = logging.getLogger(__name__)
@@ -92,13 +91,12 @@ def missing_client_certificate(
     another reason) or `exc` carries no such alert."""
     if settings.client_cert:
         return None
-    alert = wants_client_certificate(exc)
-    if alert is None:
-        return None
-    return ClientCertificateRequiredError(
-        f"OpenSearch requires a TLS client certificate and none is set (the cluster sent "
-        f"{describe(alert)}): set {_PREFIX}CLIENT_CERT and {_PREFIX}CLIENT_KEY to a "
-        "certificate signed by a CA the cluster trusts"
+    return missing_certificate(
+        exc,
+        server="OpenSearch",
+        peer="cluster",
+        cert_setting=f"{_PREFIX}CLIENT_CERT",
+        key_setting=f"{_PREFIX}CLIENT_KEY",
     )
 
 
