@@ -216,7 +216,10 @@ def render(report: dict[str, Any]) -> str:
             "zero-cost sink (only the consumer's own code counts; "
             f"medians of {pairs} alternated pairs):"
         )
-        for name, item in (("stream-indexer", zc["indexer"]), ("per-partition", zc["baseline"])):
+        runs = [("stream-indexer", zc["indexer"]), ("per-partition", zc["baseline"])]
+        if "validating_baseline" in zc:
+            runs.append(("+ validation", zc["validating_baseline"]))
+        for name, item in runs:
             low, high = item.get("events_per_s_range", [item["events_per_s"]] * 2)
             lines.append(
                 f"  {name:<15} {_n(item['events_per_s']):>9} events/s ({_n(low)}-{_n(high)}), "
@@ -229,6 +232,12 @@ def render(report: dict[str, Any]) -> str:
             f"{_n(zc['cpu_window_vs_baseline'], 2)}x the CPU per event "
             f"(medians of the pairs' ratios; {_n(zc['records'])} records)"
         )
+        if "rate_vs_validating_baseline" in zc:
+            lines.append(
+                "  indexer / baseline validating the contract (no target: what the pipeline "
+                f"itself costs): {_n(zc['rate_vs_validating_baseline'], 2)}x the rate, "
+                f"{_n(zc['cpu_window_vs_validating_baseline'], 2)}x the CPU per event"
+            )
     lines += _comparison_lines(comparison(r))
     for key, label in (("memory_small", "small"), ("memory_large", "large")):
         if key in r:
@@ -375,6 +384,14 @@ def comparison(r: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             _row("per-partition aiokafka baseline", "zero-cost", r["zero_cost"]["baseline"])
         )
+        if "validating_baseline" in r["zero_cost"]:
+            rows.append(
+                _row(
+                    "per-partition baseline + validation",
+                    "zero-cost",
+                    r["zero_cost"]["validating_baseline"],
+                )
+            )
     for key, label in EXTERNAL:
         rows += _external_rows(label, external.get(key, {}), "zero_cost")
     return rows

@@ -50,9 +50,17 @@ async def start_sink(
 
 
 async def run_baseline(
-    endpoints: StackEndpoints, topic: ProducedTopic, url: str, *, group_id: str, index: str
+    endpoints: StackEndpoints,
+    topic: ProducedTopic,
+    url: str,
+    *,
+    group_id: str,
+    index: str,
+    validate: bool = False,
 ) -> dict[str, Any]:
     command = [sys.executable, "-m", "bench.partition_baseline"]
+    if validate:
+        command.append("--validate")
     command += ["--bootstrap", endpoints.kafka_bootstrap, "--topic", topic.name]
     command += ["--group-id", group_id, "--url", url, "--index", index]
     command += ["--records", str(topic.records)]
@@ -74,13 +82,14 @@ async def zero_cost(
     extra_env: dict[str, str] | None = None,
     profile_out: Path | None = None,
 ) -> dict[str, Any]:
-    """`pairs` x (indexer, then baseline) over `topic`, each through its own consumer group,
-    all against one zero-cost sink. On a shared 2-core machine one run of either swings by a
-    third, so the figures compared are medians over alternated pairs (the first pair's
-    indexer run is the profiled one when `profile_out` is given)."""
+    """`pairs` x (indexer, baseline, validating baseline) over `topic`, each through its own
+    consumer group, all against one zero-cost sink. On a shared 2-core machine one run of
+    either swings by a third, so the figures compared are medians over alternated runs (the
+    first indexer run is the profiled one when `profile_out` is given)."""
     sink, url = await start_sink(logs / "zero-cost-sink.log")
     indexers: list[dict[str, Any]] = []
     baselines: list[dict[str, Any]] = []
+    validating: list[dict[str, Any]] = []
     try:
         for pair in range(pairs):
             indexers.append(
@@ -103,6 +112,16 @@ async def zero_cost(
                     index=f"bench-{rid}-zc-base-{pair}",
                 )
             )
+            validating.append(
+                await run_baseline(
+                    endpoints,
+                    topic,
+                    url,
+                    group_id=f"bench-{rid}-zc-valid-{pair}",
+                    index=f"bench-{rid}-zc-valid-{pair}",
+                    validate=True,
+                )
+            )
     finally:
         sink.terminate()
         await sink.wait()
@@ -112,24 +131,29 @@ async def zero_cost(
         "pairs": pairs,
         "indexer": indexer,
         "baseline": baseline,
+        "validating_baseline": _median_run(validating),
         "indexer_runs": indexers,
         "baseline_runs": baselines,
-        # the median of the pairs' ratios: each pair ran back to back, under the same load
-        "rate_vs_baseline": round(
-            statistics.median(
-                i["events_per_s"] / b["events_per_s"]
-                for i, b in zip(indexers, baselines, strict=True)
-            ),
-            3,
-        ),
-        "cpu_window_vs_baseline": round(
-            statistics.median(
-                i["cpu_window_us_per_event"] / b["cpu_window_us_per_event"]
-                for i, b in zip(indexers, baselines, strict=True)
-            ),
-            3,
+        "validating_baseline_runs": validating,
+        # medians of the rounds' ratios: each round ran back to back, under the same load
+        "rate_vs_baseline": _median_ratio(indexers, baselines, "events_per_s"),
+        "cpu_window_vs_baseline": _median_ratio(indexers, baselines, "cpu_window_us_per_event"),
+        "rate_vs_validating_baseline": _median_ratio(indexers, validating, "events_per_s"),
+        "cpu_window_vs_validating_baseline": _median_ratio(
+            indexers, validating, "cpu_window_us_per_event"
         ),
     }
+
+
+def _median_ratio(runs: list[dict[str, Any]], others: list[dict[str, Any]], figure: str) -> float:
+    """The median over the pairs of `figure` of `runs` / `figure` of `others`."""
+    return round(
+        statistics.median(
+            float(run[figure]) / float(other[figure])
+            for run, other in zip(runs, others, strict=True)
+        ),
+        3,
+    )
 
 
 def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:

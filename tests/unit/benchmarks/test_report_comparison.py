@@ -19,7 +19,7 @@ def test_rows_for_what_ran_and_reasons_for_what_did_not() -> None:
         "bulk_ceiling": {"documents": 990, "events_per_s": 7.0, "best": {"batch_size": 5000}},
         "end_to_end": RUN,
         "index_check": {"ok": True, "exact": {"ok": True}},
-        "zero_cost": {"indexer": RUN, "baseline": RUN},
+        "zero_cost": {"indexer": RUN, "baseline": RUN, "validating_baseline": RUN},
         "external": {
             "node": {
                 "osmem": {**RUN, "index_check": {"ok": True, "extra": 4}},
@@ -36,12 +36,14 @@ def test_rows_for_what_ran_and_reasons_for_what_did_not() -> None:
         ("Quix Str", "osmem"),
         ("stream-i", "zero-cost"),
         ("per-part", "zero-cost"),
+        ("per-part", "zero-cost"),
         ("Node kaf", "zero-cost"),
         ("Quix Str", "zero-cost"),
     ]
     assert rows[0]["events_per_s"] == 7.0
     assert rows[3]["not_run"] == "HTTP 406"
-    assert rows[7]["events_per_s"] == 5.0
+    assert rows[6]["system"] == "per-partition baseline + validation"
+    assert rows[8]["events_per_s"] == 5.0
     text = "\n".join(_comparison_lines(rows))
     assert "not run: HTTP 406" in text
     assert "exact +4 poison" in text
