@@ -255,6 +255,42 @@ async def test_a_certificate_refusal_lost_to_a_reset_still_fails_at_start(
         assert relay.resets > resets  # the request's connection was reset, alert lost
 
 
+@pytest.fixture(scope="module")
+def certificate_losing_relay(
+    lossy_mtls_cluster: tuple[HttpsCluster, AlertLosingRelay],
+) -> Iterator[AlertLosingRelay]:
+    """The same TLS 1.3 cluster, behind a relay that loses its refusal of a client that
+    sends a certificate (three handshake records, not two)."""
+    cluster, _ = lossy_mtls_cluster
+    relay = AlertLosingRelay(("127.0.0.1", cluster.proxy.port), client_certificate=True)
+    yield relay.start()
+    relay.close()
+
+
+async def test_an_untrusted_certificate_refusal_lost_to_a_reset_still_fails_at_start(
+    certificate_losing_relay: AlertLosingRelay, pki: Pki
+) -> None:
+    """TLS 1.3 with a client certificate from a CA the cluster does not trust: its "unknown
+    ca" alert raced our first request and was lost to a reset. Start-up asks again without a
+    request and says the certificate is not trusted (exit 3), instead of waiting for a
+    cluster that looks unreachable or asking for a certificate that is set."""
+    relay = certificate_losing_relay
+    settings = os_settings(
+        f"https://127.0.0.1:{relay.port}",
+        pki,
+        **{
+            "opensearch.client_cert": pki.untrusted_client_cert,
+            "opensearch.client_key": pki.untrusted_client_key,
+        },
+    )
+    resets = relay.resets
+    line = await start_failure(settings)
+    assert "does not trust our TLS client certificate (tlsv1 alert unknown ca)" in line
+    assert "STREAM_INDEXER_OPENSEARCH__CLIENT_CERT" in line
+    assert "none is set" not in line and "\n" not in line
+    assert relay.resets > resets  # the request's connection was reset, alert lost
+
+
 async def test_a_cluster_that_closes_after_the_handshake_is_still_waited_for(
     pki: Pki,
 ) -> None:

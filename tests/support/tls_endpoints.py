@@ -348,20 +348,27 @@ _HANDSHAKE, _APPLICATION_DATA = 22, 23
 
 
 class AlertLosingRelay:
-    """A TCP relay in front of a TLS 1.3 server that requires a client certificate, for
-    clients that send none: it loses the server's refusal whenever the client speaks first.
+    """A TCP relay in front of a TLS 1.3 server that requires a client certificate: it loses
+    the server's refusal whenever the client speaks first.
 
     Under TLS 1.3 the client's side of the handshake is done before the server judges its
     certificate; a request the client sends meanwhile makes the server's close a reset, and
-    its "certificate required" alert is lost (a race on real servers). Here the race always
-    goes that way: once the client has sent its last handshake records (an empty Certificate
-    and Finished, two encrypted records), any further record from it resets the connection,
-    and the server's verdict is held back `hold_s` for the client to speak first. A client
-    that stays silent gets the verdict. `resets` counts the connections reset this way."""
+    its "certificate required" or "unknown ca" alert is lost (a race on real servers). Here
+    the race always goes that way: once the client has sent its last handshake records, any
+    further record from it resets the connection, and the server's verdict is held back
+    `hold_s` for the client to speak first. A client that stays silent gets the verdict.
+    Those records are encrypted, so the relay is told how many to expect: a client without
+    a certificate sends two (an empty Certificate, Finished), one with a certificate three
+    (Certificate, CertificateVerify, Finished): `client_certificate`. `resets` counts the
+    connections reset this way."""
 
-    def __init__(self, upstream: tuple[str, int], hold_s: float = 1.0) -> None:
+    def __init__(
+        self, upstream: tuple[str, int], hold_s: float = 1.0, *, client_certificate: bool = False
+    ) -> None:
         self.upstream = upstream
         self.hold_s = hold_s
+        #: encrypted records the client's side of the handshake ends with
+        self.handshake_records = 3 if client_certificate else 2
         self.resets = 0
         self.alerts = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -381,7 +388,7 @@ class AlertLosingRelay:
 
     def _serve(self, client: socket.socket) -> None:
         upstream = socket.create_connection(self.upstream)
-        records = _RecordCounter()
+        records = _RecordCounter(self.handshake_records)
         sources = [client, upstream]
         held = b""
         try:
@@ -398,7 +405,7 @@ class AlertLosingRelay:
                     data = client.recv(64 * 1024)
                     if not data:
                         return
-                    if records.feed(data) > 2:  # a record after the client's Finished
+                    if records.feed(data) > self.handshake_records:  # after its Finished
                         self.resets += 1
                         client.setsockopt(
                             socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
@@ -428,14 +435,15 @@ class AlertLosingRelay:
 class _RecordCounter:
     """Counts the encrypted records in one direction of a TLS 1.3 stream."""
 
-    def __init__(self) -> None:
+    def __init__(self, handshake_records: int) -> None:
         self._buffer = b""
         self.encrypted = 0
+        self._handshake_records = handshake_records
 
     @property
     def finished(self) -> bool:
-        """The client has sent its empty Certificate and its Finished."""
-        return self.encrypted >= 2
+        """The client has sent its Finished (the last of its encrypted handshake records)."""
+        return self.encrypted >= self._handshake_records
 
     def feed(self, data: bytes) -> int:
         self._buffer += data
