@@ -26,6 +26,7 @@ from stream_indexer.app.health import Health, Verdict
 from stream_indexer.app.startup import until_ready
 from stream_indexer.app.startup_errors import Step, explain, startup_step
 from stream_indexer.app.wiring import Wiring
+from stream_indexer.cycle_collector import reclaim_periodically
 from stream_indexer.dlq.record import DeadLetter
 from stream_indexer.dlq.stats import sample_dlq_table
 from stream_indexer.errors import StreamIndexerError
@@ -121,6 +122,7 @@ class IndexerService(Lifecycle):
                 sample_dlq_table(self.wiring.pool, s.dlq.table, self.metrics, self._stopping),
                 name="dlq-stats",
             ),
+            asyncio.create_task(reclaim_periodically(self._stopping), name="gc-reclaim"),
         ]
         log.info("indexer started", extra={"topic": s.kafka.topic, "group_id": s.kafka.group_id})
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from stream_indexer import cycle_collector
 from stream_indexer.backoff import Backoff, RetryPolicy, retry
 from stream_indexer.dlq.held import HeldLetters
 from stream_indexer.dlq.letters import dead_letter_for
@@ -214,18 +215,10 @@ class PartitionWorker:
         metrics = ctx.metrics
         token = self.tracker.begin(batch[0][0].offset, batch[-1][0].offset, batch[0][2])
         outcome = _BatchOutcome()
-        decoded: list[_Decoded] = []
-        for record, _size, fetched_at in batch:
-            try:
-                event = decode_event_dict(record.key, record.value, max_bytes=self._max_value_bytes)
-            except PoisonRecordError as exc:
-                outcome.letters.append(self._letter(record, exc, attempts=1))
-                continue
-            decoded.append(
-                _Decoded(record, event, fetched_at, event["listing_id"], event["version"])
-            )
-
-        winners, superseded = coalesce(decoded)
+        # the batch's objects are made with the cycle collector paused, then frozen out of
+        # its walks (cycle_collector.py: they form no cycles, and live for a whole request)
+        with cycle_collector.paused():
+            winners, superseded = coalesce(self._decode(batch, outcome))
         if superseded:
             outcome.stale += len(superseded)
             metrics.stale_skipped.labels("coalesced").inc(len(superseded))
@@ -264,13 +257,28 @@ class PartitionWorker:
             run_len += 1
         observe_many(metrics.latency, now - run_start, run_len)
 
+    def _decode(self, batch: list[Buffered], outcome: _BatchOutcome) -> list[_Decoded]:
+        """The batch's events in offset order; poison goes to `outcome.letters`."""
+        decoded: list[_Decoded] = []
+        for record, _size, fetched_at in batch:
+            try:
+                event = decode_event_dict(record.key, record.value, max_bytes=self._max_value_bytes)
+            except PoisonRecordError as exc:
+                outcome.letters.append(self._letter(record, exc, attempts=1))
+                continue
+            decoded.append(
+                _Decoded(record, event, fetched_at, event["listing_id"], event["version"])
+            )
+        return decoded
+
     async def _prepare_writes(
         self, winners: list[_Decoded], outcome: _BatchOutcome
     ) -> list[PendingWrite]:
         hydrated = await self._hydrate([d for d in winners if is_thin(d.event)])
-        writes, invalid = pending_writes_of_dicts(
-            ((item.event, item) for item in winners), hydrated, datetime.now(UTC).isoformat()
-        )
+        with cycle_collector.paused():
+            writes, invalid = pending_writes_of_dicts(
+                ((item.event, item) for item in winners), hydrated, datetime.now(UTC).isoformat()
+            )
         for item, error in invalid:
             outcome.letters.append(self._letter(item.record, error, attempts=1))
         return writes

@@ -49,6 +49,8 @@ CORE_MODULES = {
     "kafka_security",
     "tls",
     "event_dicts",
+    "cycle_collector",
+    "aiokafka_fixes",
 }
 #: The package root re-exports the public API and `__main__` runs the CLI: both sit on top.
 ENTRY_POINTS = {"stream_indexer", "stream_indexer.__main__"}

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from stream_indexer import cycle_collector
 from stream_indexer.app.gc_tuning import GEN2_THRESHOLD, tune_gc
 
 
@@ -16,6 +17,7 @@ def restore_gc() -> Iterator[None]:
     try:
         yield
     finally:
+        cycle_collector.disable()
         gc.unfreeze()
         gc.set_threshold(*thresholds)
 
@@ -27,6 +29,13 @@ def test_start_up_heap_is_frozen_and_full_collections_are_rare() -> None:
     tune_gc()
     assert gc.get_freeze_count() > 0
     assert gc.get_threshold() == (700, 10, GEN2_THRESHOLD)
+
+
+@pytest.mark.usefixtures("restore_gc")
+def test_batches_are_kept_out_of_the_collector_walks_in_the_indexer_process() -> None:
+    assert not cycle_collector.enabled()
+    tune_gc()
+    assert cycle_collector.enabled()
 
 
 @pytest.mark.usefixtures("restore_gc")
