@@ -129,6 +129,10 @@ def parse_items(response: dict[str, Any], expected: int) -> list[ItemResult]:
     items = response.get("items")
     if not isinstance(items, list) or len(items) != expected:
         return [ItemResult(ItemOutcome.RETRY, 0, "malformed_bulk_response", None)] * expected
+    if response.get("errors") is False:
+        # OpenSearch's word that every item succeeded: nothing to read item by item (the
+        # common answer; reading thousands of items cost about 0.3 µs per document)
+        return [_WRITTEN] * expected
     results: list[ItemResult] = []
     for item in items:
         body = next(iter(item.values())) if isinstance(item, dict) and item else None

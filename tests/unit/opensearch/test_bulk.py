@@ -168,6 +168,13 @@ def test_parse_items_classifies_a_realistic_mixed_response() -> None:
     assert results[3].error_type == "strict_dynamic_mapping_exception"
 
 
+def test_without_errors_every_item_is_written_unread() -> None:
+    # `errors: false` is the cluster's word for all of them; the items are not read (the
+    # third, trimmed to nothing, would be retried if they were)
+    response = {"errors": False, "items": [{"index": {"status": 201}}, {"index": {}}, {}]}
+    assert [r.outcome for r in parse_items(response, expected=3)] == [ItemOutcome.WRITTEN] * 3
+
+
 def test_parse_items_reads_any_action_name() -> None:
     response = {"items": [{"delete": {"status": 200}}, {"create": {"status": 409}}]}
     outcomes = [r.outcome for r in parse_items(response, expected=2)]
