@@ -16,9 +16,10 @@ the same values over generated valid and invalid events.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, cast
 
-from pydantic_core import ValidationError
+from pydantic_core import SchemaValidator, ValidationError
 
 from stream_indexer.event_dicts import (
     EVENT_DICT_VALIDATOR,
@@ -40,6 +41,24 @@ def listing_document(data: dict[str, Any]) -> dict[str, Any]:
     if None in data.values():  # a field given as null (a left-out one is absent already)
         return {name: value for name, value in data.items() if value is not None}
     return dict(data)
+
+
+#: the Unix epoch as the validator parses it: pydantic-core gives every UTC datetime it
+#: makes one shared tzinfo object, and this one has it
+_UTC_EPOCH: datetime = SchemaValidator({"type": "datetime"}).validate_json(
+    b'"1970-01-01T00:00:00Z"'
+)
+
+
+def epoch_seconds(moment: datetime) -> float:
+    """`moment.timestamp()`, at a third of its cost for the validator's UTC datetimes.
+
+    `timestamp()` asks pydantic-core's tzinfo for its offset twice (0.46 µs; the worker
+    does it for every written document, for the freshness histogram). Two datetimes with
+    the same tzinfo object subtract without asking; any other tzinfo gets `timestamp()`."""
+    if moment.tzinfo is _UTC_EPOCH.tzinfo:
+        return (moment - _UTC_EPOCH).total_seconds()
+    return moment.timestamp()
 
 
 def decode_event_dict(key: bytes | None, value: bytes | None, *, max_bytes: int) -> EventDict:
@@ -65,6 +84,7 @@ __all__ = [
     "SPARSE_EVENT_DICT_VALIDATOR",
     "EventDict",
     "decode_event_dict",
+    "epoch_seconds",
     "event_dict",
     "listing_document",
 ]

@@ -39,7 +39,7 @@ from stream_indexer.opensearch.writer import BulkWriter
 from stream_indexer.pipeline.buffer import Buffered, PartitionBuffer
 from stream_indexer.pipeline.coalesce import coalesce
 from stream_indexer.pipeline.documents import is_thin, is_tombstone, pending_writes_of_dicts
-from stream_indexer.pipeline.event_dict import EventDict, decode_event_dict
+from stream_indexer.pipeline.event_dict import EventDict, decode_event_dict, epoch_seconds
 from stream_indexer.pipeline.hydrate import Hydrated, SourceLoader
 from stream_indexer.pipeline.offsets import OffsetTracker
 from stream_indexer.settings import Settings
@@ -327,19 +327,19 @@ class PartitionWorker:
         result = await ctx.bulk_writer.write(
             writes, log_extra={"topic": self.topic, "partition": self.partition}
         )
+        written = result.written
+        items: list[_Decoded] = [write.context for write in written]
+        deleted = sum(1 for write in written if is_tombstone(write))
+        outcome.deleted += deleted
+        outcome.written += len(written) - deleted
         now_wall = time.time()
-        ages: list[float] = []
+        observe_each(
+            ctx.metrics.freshness,
+            [max(0.0, now_wall - epoch_seconds(item.event["occurred_at"])) for item in items],
+        )
         resolves = outcome.resolves if ctx.resolver is not None else None
-        for write in result.written:
-            if is_tombstone(write):
-                outcome.deleted += 1
-            else:
-                outcome.written += 1
-            item: _Decoded = write.context
-            ages.append(max(0.0, now_wall - item.event["occurred_at"].timestamp()))
-            if resolves is not None:
-                resolves.append((item.listing_id, item.version, False))
-        observe_each(ctx.metrics.freshness, ages)
+        if resolves is not None:
+            resolves.extend([(item.listing_id, item.version, False) for item in items])
         if result.stale:
             if resolves is not None:
                 resolves.extend(

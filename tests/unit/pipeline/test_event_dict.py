@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from pydantic_core import SchemaValidator
 from support.event_strategies import encode, events, same
 
 from stream_indexer.errors import PoisonRecordError, UndecodableRecordError
@@ -22,9 +23,11 @@ from stream_indexer.models import ListingEvent
 from stream_indexer.pipeline.decode import decode_event
 from stream_indexer.pipeline.documents import pending_write, pending_writes_of_dicts
 from stream_indexer.pipeline.event_dict import (
+    _UTC_EPOCH,
     EVENT_DICT_VALIDATOR,
     SPARSE_EVENT_DICT_VALIDATOR,
     decode_event_dict,
+    epoch_seconds,
     event_dict,
     listing_document,
 )
@@ -100,11 +103,10 @@ def test_both_decoders_give_the_same_event_or_the_same_poison(data: st.DataObjec
         assert orjson.dumps(write.document) == orjson.dumps(expected.document)
 
 
-def test_a_known_event_in_both_forms() -> None:
-    event_id = uuid.uuid4()
-    value = encode(
+def encode_known_event(event_id: uuid.UUID | None = None) -> bytes:
+    return encode(
         {
-            "event_id": str(event_id),
+            "event_id": str(event_id or uuid.uuid4()),
             "action": "index",
             "listing_id": 42,
             "version": 3,
@@ -120,6 +122,11 @@ def test_a_known_event_in_both_forms() -> None:
             },
         }
     )
+
+
+def test_a_known_event_in_both_forms() -> None:
+    event_id = uuid.uuid4()
+    value = encode_known_event(event_id)
     fast = decode_event_dict(b"42", value, max_bytes=LIMIT)
     assert fast["event_id"] == event_id
     assert listing_document(fast["data"]) == {
@@ -153,3 +160,25 @@ def test_a_model_rule_the_dicts_cannot_carry_is_refused_at_import() -> None:
 
     with pytest.raises(TypeError, match="str_strip_whitespace"):
         _as_typed_dicts(Stripped.__pydantic_core_schema__)
+
+
+_DATETIMES = SchemaValidator({"type": "datetime"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]),
+    )
+)
+def test_epoch_seconds_is_the_timestamp_of_a_parsed_datetime(moment: datetime) -> None:
+    parsed = _DATETIMES.validate_json(orjson.dumps(moment))
+    assert epoch_seconds(parsed) == parsed.timestamp()
+
+
+def test_a_decoded_utc_time_takes_the_shortcut() -> None:
+    # the shortcut needs pydantic-core's one shared UTC tzinfo: the epoch's
+    event = decode_event_dict(None, encode_known_event(), max_bytes=LIMIT)
+    assert event["occurred_at"].tzinfo is _UTC_EPOCH.tzinfo
