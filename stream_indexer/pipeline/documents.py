@@ -80,7 +80,8 @@ def pending_writes_of_dicts(
     indexed_at: str,
 ) -> tuple[list[PendingWrite], list[tuple[C, SchemaInvalidError]]]:
     """`pending_writes` for events in their dict form (`event_dict.decode_event_dict`, the
-    worker's hot path): the same writes for the same events."""
+    worker's hot path): the same writes for the same events. An event's `data` dict becomes
+    its document (the metadata is added to it): read nothing of the listing afterwards."""
     writes: list[PendingWrite] = []
     invalid: list[tuple[C, SchemaInvalidError]] = []
     for event, context in events:
@@ -88,7 +89,7 @@ def pending_writes_of_dicts(
         if event["action"] != "delete":
             data = event.get("data")  # absent from the sparse form when the event has none
             if data is not None:
-                document = listing_document(data)
+                document = listing_document(data, reuse=True)
             else:
                 found = hydrated.get(event["listing_id"])
                 if isinstance(found, SchemaInvalidError):

@@ -35,12 +35,15 @@ from stream_indexer.pipeline.decode import (
 )
 
 
-def listing_document(data: dict[str, Any]) -> dict[str, Any]:
-    """The `_source` of a validated listing dict: `Listing.to_document()` of the same event
-    (a copy: the caller adds the service's metadata to it)."""
+def listing_document(data: dict[str, Any], *, reuse: bool = False) -> dict[str, Any]:
+    """The `_source` of a validated listing dict: `Listing.to_document()` of the same event.
+
+    A copy (the caller adds the service's metadata to it), unless `reuse`: then `data`
+    itself when it holds no null, for a caller that owns it and reads the listing no more
+    (the worker: half a microsecond per document, and one dict less to free)."""
     if None in data.values():  # a field given as null (a left-out one is absent already)
         return {name: value for name, value in data.items() if value is not None}
-    return dict(data)
+    return data if reuse else dict(data)
 
 
 #: the Unix epoch as the validator parses it: pydantic-core gives every UTC datetime it

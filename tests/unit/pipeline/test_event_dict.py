@@ -182,3 +182,12 @@ def test_a_decoded_utc_time_takes_the_shortcut() -> None:
     # the shortcut needs pydantic-core's one shared UTC tzinfo: the epoch's
     event = decode_event_dict(None, encode_known_event(), max_bytes=LIMIT)
     assert event["occurred_at"].tzinfo is _UTC_EPOCH.tzinfo
+
+
+def test_the_worker_writes_the_listing_dict_itself_as_its_document() -> None:
+    event = decode_event_dict(None, encode_known_event(), max_bytes=LIMIT)
+    data = event["data"]
+    assert listing_document(data) is not data  # a copy for any other caller
+    (write,), _ = pending_writes_of_dicts([(event, None)], {}, "2026-11-30T00:00:00+00:00")
+    assert write.document is data  # no copy to make and free per document
+    assert listing_document({"id": 1, "city": None}, reuse=True) == {"id": 1}
