@@ -20,6 +20,7 @@ from functools import partial
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
+from stream_indexer.aiokafka_fixes import keep_paused_fetches
 from stream_indexer.app.committer import Committer
 from stream_indexer.app.flow import FlowControl
 from stream_indexer.app.health import Health, Verdict
@@ -127,7 +128,11 @@ class IndexerService(Lifecycle):
         log.info("indexer started", extra={"topic": s.kafka.topic, "group_id": s.kafka.group_id})
 
     async def _start_consumer(self) -> AIOKafkaConsumer:
-        """The group consumer, started; a failed attempt is closed before it is retried."""
+        """The group consumer, started; a failed attempt is closed before it is retried.
+
+        Flow control pauses full partitions all the time: what a partition had fetched when
+        paused is kept for its resume, not fetched again (`aiokafka_fixes`)."""
+        keep_paused_fetches()
         consumer = AIOKafkaConsumer(**consumer_kwargs(self.settings))
         try:
             await consumer.start()

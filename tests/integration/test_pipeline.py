@@ -10,6 +10,7 @@ import asyncpg
 import orjson
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.consumer import fetcher
 from prometheus_client import CollectorRegistry
 from support.pipeline import (
     SLOW_PIPELINE,
@@ -280,6 +281,52 @@ async def test_a_paused_partition_resumes_when_its_worker_drains_it(
     async with IndexerService(settings, Metrics(CollectorRegistry())) as service:
         await wait_for(lambda: service_caught_up(service, ends), within_s=120, what="catch-up")
     assert {tp.partition for tp in resumed} == set(ends), resumed
+    await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
+
+
+async def test_what_a_paused_partition_had_fetched_is_not_fetched_again(
+    kafka_bootstrap: str,
+    opensearch_url: str,
+    pg_dsn: str,
+    topic_factory: TopicFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    settings_for: SettingsFactory,
+) -> None:
+    """Each fetch brings far more records than the small buffer takes, so the partition
+    pauses in the middle of nearly every fetch; the rest is kept for its resume (aiokafka
+    alone would drop it and fetch it again), so every record crosses the wire once."""
+    topic = await prepare_pipeline(topic_factory, pg_dsn, partitions=1)
+    plan = plan_events(2_000, listings=400, seed=29, poison_every=0)
+    settings = settings_for(topic, **{"batch.max_records": 40, "batch.buffer_max_records": 80})
+    fetched: list[int] = []  # records per fetch response
+    memory_records = fetcher.MemoryRecords
+
+    def counting(data: bytes) -> Any:
+        batches = memory_records(data)
+        count = 0
+        while batches.has_next():
+            batch = batches.next_batch()
+            count += batch.next_offset - batch.base_offset
+        fetched.append(count)
+        return memory_records(data)
+
+    monkeypatch.setattr(fetcher, "MemoryRecords", counting)
+    pauses: list[TopicPartition] = []
+    submitted = FlowControl.submitted
+
+    def recording(flow: FlowControl, tp: TopicPartition, worker: PartitionWorker) -> None:
+        was_paused = tp in flow.paused
+        submitted(flow, tp, worker)
+        if tp in flow.paused and not was_paused:
+            pauses.append(tp)
+
+    monkeypatch.setattr(FlowControl, "submitted", recording)
+    ends = await produce_records(kafka_bootstrap, topic, plan.records)
+    async with IndexerService(settings, Metrics(CollectorRegistry())) as service:
+        await wait_for(lambda: service_caught_up(service, ends), within_s=120, what="catch-up")
+    assert len(pauses) >= 10, pauses
+    assert max(fetched) > 200, "each fetch should bring more than the buffer holds"
+    assert sum(fetched) == len(plan.records), fetched
     await assert_index_matches(opensearch_url, settings.opensearch.index, plan)
 
 

@@ -1,8 +1,10 @@
-"""aiokafka drops the fetched records of a paused partition inside a reference cycle; with
-the fix, reference counting frees them at once (no cycle collection needed)."""
+"""aiokafka drops the fetched records of a paused partition (inside a reference cycle) and
+fetches them again on resume; with the fixes they are kept for the resume, and what is
+still dropped is freed by reference counting at once (no cycle collection needed)."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import weakref
 from collections.abc import Callable, Iterator
@@ -10,12 +12,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.consumer import fetcher
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 
-from stream_indexer.aiokafka_fixes import free_discarded_fetches
+from stream_indexer.aiokafka_fixes import free_discarded_fetches, keep_paused_fetches
 
 TP = TopicPartition("listings", 0)
 
@@ -64,12 +66,15 @@ def _discard(check: Callable[[Any, Any], bool]) -> weakref.ref[Any]:
     return records
 
 
+def _aiokafkas_own(method: Any) -> Any:
+    while hasattr(method, "__wrapped__"):
+        method = method.__wrapped__
+    return method
+
+
 @pytest.mark.usefixtures("collector_off")
 def test_without_the_fix_a_discarded_fetch_outlives_its_last_reference() -> None:
-    original = getattr(
-        fetcher.FetchResult.check_assignment, "__wrapped__", fetcher.FetchResult.check_assignment
-    )
-    records = _discard(original)
+    records = _discard(_aiokafkas_own(fetcher.FetchResult.check_assignment))
     assert records() is not None  # held by its own record iterator's frame
     gc.collect()
     assert records() is None
@@ -78,15 +83,12 @@ def test_without_the_fix_a_discarded_fetch_outlives_its_last_reference() -> None
 @pytest.mark.usefixtures("collector_off")
 def test_with_the_fix_it_is_freed_by_reference_counting() -> None:
     assert free_discarded_fetches()
-    records = _discard(fetcher.FetchResult.check_assignment)
+    result, records = _paused_fetch()
+    result._assignment.state_value(TP).position = 1  # sought elsewhere: still dropped
+    assert fetcher.FetchResult.check_assignment(result, TP) is False
+    assert result._partition_records is None
+    del result
     assert records() is None
-
-
-def test_applying_the_fix_twice_wraps_once() -> None:
-    assert free_discarded_fetches()
-    once = fetcher.FetchResult.check_assignment
-    assert free_discarded_fetches()
-    assert fetcher.FetchResult.check_assignment is once
 
 
 @pytest.mark.usefixtures("collector_off")
@@ -98,3 +100,57 @@ def test_records_a_partition_still_takes_are_left_alone() -> None:
     assert [record.offset for record in taken] == [0, 1]
     assert result.has_more() and records() is not None
     assert [record.offset for record in result.getall()] == [2]
+
+
+def test_aiokafka_alone_drops_what_a_paused_partition_fetched() -> None:
+    result, _records = _paused_fetch()
+    assert _aiokafkas_own(fetcher.FetchResult.check_assignment)(result, TP) is False
+    assert not result.has_more()  # so the fetcher asks the broker for it again
+
+
+def test_with_the_fix_a_paused_partition_keeps_its_fetch_for_the_resume() -> None:
+    assert keep_paused_fetches()
+    result, records = _paused_fetch()
+    state = result._assignment.state_value(TP)
+    state.paused = False
+    assert [record.offset for record in result.getall(1)] == [0]
+    state.paused = True
+    assert result.getall() == []
+    assert result.has_more() and records() is not None  # kept, so not fetched again
+    state.paused = False
+    assert [record.offset for record in result.getall()] == [1, 2]
+    assert not result.has_more()
+
+
+def test_a_kept_fetch_is_still_dropped_once_the_partition_moved() -> None:
+    assert keep_paused_fetches()
+    result, _records = _paused_fetch()
+    result._assignment.state_value(TP).position = 2  # sought while paused
+    assert result.getall() == []
+    assert not result.has_more()
+    result, _records = _paused_fetch()
+    result._assignment.active = False  # revoked
+    assert result.getall() == []
+    assert not result.has_more()
+
+
+async def test_resuming_wakes_a_getmany_that_waits() -> None:
+    """A resume brings no fetch response, the only thing that wakes a waiting `getmany`;
+    what the partition kept would otherwise wait for the call's timeout."""
+    assert keep_paused_fetches()
+    consumer: Any = AIOKafkaConsumer.__new__(AIOKafkaConsumer)
+    resumed: list[TopicPartition] = []
+    consumer._subscription = SimpleNamespace(resume=resumed.append)
+    waiter = asyncio.get_running_loop().create_future()
+    consumer._fetcher = SimpleNamespace(_fetch_waiters={waiter})
+    consumer.resume(TP)
+    assert resumed == [TP]
+    assert waiter.done()
+
+
+def test_applying_the_fixes_again_wraps_nothing_twice() -> None:
+    assert keep_paused_fetches() and free_discarded_fetches()
+    check, resume = fetcher.FetchResult.check_assignment, AIOKafkaConsumer.resume
+    assert keep_paused_fetches() and free_discarded_fetches()
+    assert fetcher.FetchResult.check_assignment is check
+    assert AIOKafkaConsumer.resume is resume
