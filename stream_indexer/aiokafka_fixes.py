@@ -9,16 +9,18 @@ with KAFKA-7548 (it keeps a paused partition's fetched data and returns it on re
 - `keep_paused_fetches()` does the same: a paused partition's fetch result is kept (the
   fetcher fetches no more for it meanwhile, so memory stays one fetch per partition, as
   without a pause), and `resume` wakes a `getmany` that is waiting, since resuming brings
-  no fetch response that would.
+  no fetch response that would. aiokafka sends a broker no fetch at all while a partition
+  it leads holds records younger than `prefetch_backoff` (0.1 s) that nobody took; a kept
+  result is exempt, or every pause would hold the other partitions' fetches.
 - `free_discarded_fetches()`: what aiokafka still throws away (a partition that was moved,
   or sought elsewhere) is a `PartitionRecords` whose record iterator never finished, a
   generator whose frame references its owner: a reference cycle that holds the fetched
   bytes until the cycle collector finds it (with the collector kept off each batch,
   `cycle_collector`, they raised peak RSS by half). Its iterator is dropped with it.
 
-Both wrap private methods (`FetchResult.check_assignment`, the fetcher's waiters). If
-aiokafka's internals are not what they expect they change nothing and say so; unit tests
-pin the behaviour on the pinned aiokafka.
+Both wrap private methods (`FetchResult.check_assignment` and `calculate_backoff`, the
+fetcher's waiters). If aiokafka's internals are not what they expect they change nothing
+and say so; unit tests pin the behaviour on the pinned aiokafka.
 """
 
 from __future__ import annotations
@@ -88,6 +90,20 @@ def keep_paused_fetches() -> bool:
         returned: bool = check(self, tp)
         return returned
 
+    backoff = fetcher.FetchResult.calculate_backoff
+
+    @functools.wraps(backoff)
+    def calculate_backoff(self: Any) -> float:
+        assignment = self._assignment
+        if (
+            self._partition_records is not None
+            and assignment.active
+            and assignment.state_value(self._topic_partition).paused
+        ):
+            return 0  # kept for a resume: no reason to hold the broker's other fetches
+        wait: float = backoff(self)
+        return wait
+
     @functools.wraps(resume)
     def resume_and_wake(self: Any, *partitions: Any) -> None:
         resume(self, *partitions)
@@ -99,6 +115,7 @@ def keep_paused_fetches() -> bool:
     setattr(check_assignment, _KEEPS, True)
     setattr(check_assignment, _FREES, getattr(check, _FREES, False))
     fetcher.FetchResult.check_assignment = check_assignment
+    fetcher.FetchResult.calculate_backoff = calculate_backoff
     AIOKafkaConsumer.resume = resume_and_wake
     return True
 

@@ -134,6 +134,16 @@ def test_a_kept_fetch_is_still_dropped_once_the_partition_moved() -> None:
     assert not result.has_more()
 
 
+def test_a_kept_fetch_holds_up_no_other_partitions_fetch() -> None:
+    """aiokafka fetches nothing from a broker while one of its partitions holds records
+    younger than `prefetch_backoff` that nobody took: a kept fetch is exempt."""
+    assert keep_paused_fetches()
+    result, _records = _paused_fetch()
+    assert result.calculate_backoff() == 0
+    result._assignment.state_value(TP).paused = False
+    assert result.calculate_backoff() > 0  # aiokafka's own rule, for records about to be taken
+
+
 async def test_resuming_wakes_a_getmany_that_waits() -> None:
     """A resume brings no fetch response, the only thing that wakes a waiting `getmany`;
     what the partition kept would otherwise wait for the call's timeout."""
