@@ -64,8 +64,7 @@ def free_discarded_fetches() -> bool:
             records._records_iterator = None
         return returned
 
-    setattr(check_assignment, _FREES, True)
-    setattr(check_assignment, _KEEPS, getattr(check, _KEEPS, False))
+    setattr(check_assignment, _FREES, True)  # `functools.wraps` carries inner marks outward
     fetcher.FetchResult.check_assignment = check_assignment
     return True
 
@@ -73,8 +72,9 @@ def free_discarded_fetches() -> bool:
 def keep_paused_fetches() -> bool:
     """Apply the fix (idempotent); False when aiokafka's consumer is not as expected."""
     check = _check_assignment()
+    backoff = getattr(getattr(fetcher, "FetchResult", None), "calculate_backoff", None)
     resume = getattr(AIOKafkaConsumer, "resume", None)
-    if check is None or resume is None:
+    if check is None or backoff is None or resume is None:
         log.warning("aiokafka's consumer has changed; a paused partition's fetch is refetched")
         return False
     if getattr(check, _KEEPS, False):
@@ -89,8 +89,6 @@ def keep_paused_fetches() -> bool:
                 return False  # not now; kept whole for when the partition resumes
         returned: bool = check(self, tp)
         return returned
-
-    backoff = fetcher.FetchResult.calculate_backoff
 
     @functools.wraps(backoff)
     def calculate_backoff(self: Any) -> float:
@@ -113,7 +111,6 @@ def keep_paused_fetches() -> bool:
                 waiter.set_result(None)
 
     setattr(check_assignment, _KEEPS, True)
-    setattr(check_assignment, _FREES, getattr(check, _FREES, False))
     fetcher.FetchResult.check_assignment = check_assignment
     fetcher.FetchResult.calculate_backoff = calculate_backoff
     AIOKafkaConsumer.resume = resume_and_wake
