@@ -225,7 +225,7 @@ def render(report: dict[str, Any]) -> str:
                 f"  {name:<15} {_n(item['events_per_s']):>9} events/s ({_n(low)}-{_n(high)}), "
                 f"CPU {_n(item['cpu_window_us_per_event'], 1)} µs/event while processing, "
                 f"{_n(item['cpu_us_per_event'], 1)} whole life, max RSS "
-                f"{_n(item['max_rss_mib'], 1)} MiB"
+                f"{_n(item['max_rss_mib'], 1)} MiB{_fetched(item)}"
             )
         lines.append(
             f"  indexer / baseline: {_n(zc['rate_vs_baseline'], 2)}x the rate, "
@@ -524,3 +524,10 @@ def results_dir(path: Path) -> Path:
 def write_json(report: dict[str, Any], path: Path) -> None:
     results_dir(path.parent)
     path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+
+
+def _fetched(run: dict[str, Any]) -> str:
+    """What the consumer received from Kafka, when counted (a consumer that refetches what
+    it dropped receives more than the topic)."""
+    fetched = run.get("fetched_bytes")
+    return "" if fetched is None else f", fetched {fetched / 1e6:.1f} MB"

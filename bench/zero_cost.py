@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +66,44 @@ async def run_baseline(
     command += ["--bootstrap", endpoints.kafka_bootstrap, "--topic", topic.name]
     command += ["--group-id", group_id, "--url", url, "--index", index]
     command += ["--records", str(topic.records)]
-    proc = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE)
+    counted = fetch_bytes_file(f"{group_id}.fetched.json")
+    env = {**os.environ, **counting_env(counted)}
+    proc = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE, env=env)
     out, _ = await proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"per-partition baseline failed ({proc.returncode})")
     result: dict[str, Any] = orjson.loads(out.splitlines()[-1])
-    return result
+    return {**result, **fetched_bytes(counted)}
+
+
+#: `fetch_bytes/sitecustomize.py`: on a child's PYTHONPATH, it counts the fetched bytes
+FETCH_COUNTER = Path(__file__).resolve().parent / "fetch_bytes"
+
+
+def fetch_bytes_file(name: str) -> Path:
+    """A fresh file for one child's fetch counts."""
+    path = Path(tempfile.gettempdir()) / f"stream-indexer-bench-{os.getpid()}-{name}"
+    path.unlink(missing_ok=True)
+    return path
+
+
+def counting_env(out: Path) -> dict[str, str]:
+    """The environment entries that make a Python child count its fetched bytes into `out`."""
+    path = os.environ.get("PYTHONPATH")
+    return {
+        "PYTHONPATH": os.pathsep.join([str(FETCH_COUNTER), *([path] if path else [])]),
+        "BENCH_FETCH_BYTES_OUT": str(out),
+    }
+
+
+def fetched_bytes(out: Path) -> dict[str, Any]:
+    """What the child counted (nothing when it wrote nothing, e.g. it was killed)."""
+    try:
+        counts: dict[str, Any] = orjson.loads(out.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    out.unlink(missing_ok=True)
+    return counts
 
 
 async def zero_cost(
@@ -92,17 +126,17 @@ async def zero_cost(
     validating: list[dict[str, Any]] = []
     try:
         for pair in range(pairs):
-            indexers.append(
-                await run_indexer(
-                    dataclasses.replace(endpoints, opensearch_url=url),
-                    topic,
-                    group_id=f"bench-{rid}-zc-indexer-{pair}",
-                    index=f"bench-{rid}-zc-indexer-{pair}",
-                    log_path=logs / f"indexer-zero-cost-{pair}.log",
-                    extra_env=extra_env,
-                    profile_out=profile_out if pair == 0 else None,
-                )
+            counted = fetch_bytes_file(f"{rid}-zc-indexer-{pair}.fetched.json")
+            run = await run_indexer(
+                dataclasses.replace(endpoints, opensearch_url=url),
+                topic,
+                group_id=f"bench-{rid}-zc-indexer-{pair}",
+                index=f"bench-{rid}-zc-indexer-{pair}",
+                log_path=logs / f"indexer-zero-cost-{pair}.log",
+                extra_env={**counting_env(counted), **(extra_env or {})},
+                profile_out=profile_out if pair == 0 else None,
             )
+            indexers.append({**run, **fetched_bytes(counted)})
             baselines.append(
                 await run_baseline(
                     endpoints,
