@@ -46,6 +46,16 @@ def _check_assignment() -> Any:
     return check
 
 
+def _paused_state(result: Any) -> Any:
+    """The subscription state of a fetch result's partition while the result holds records
+    and the partition is assigned and paused; None otherwise."""
+    assignment = result._assignment
+    if result._partition_records is None or not assignment.active:
+        return None
+    state = assignment.state_value(result._topic_partition)
+    return state if state.paused else None
+
+
 def free_discarded_fetches() -> bool:
     """Apply the fix (idempotent); False when aiokafka's fetcher is not as expected."""
     check = _check_assignment()
@@ -82,22 +92,15 @@ def keep_paused_fetches() -> bool:
 
     @functools.wraps(check)
     def check_assignment(self: Any, tp: Any) -> bool:
-        records, assignment = self._partition_records, self._assignment
-        if records is not None and assignment.active:
-            state = assignment.state_value(self._topic_partition)
-            if state.paused and state.position == records.next_fetch_offset:
-                return False  # not now; kept whole for when the partition resumes
+        state = _paused_state(self)
+        if state is not None and state.position == self._partition_records.next_fetch_offset:
+            return False  # not now; kept whole for when the partition resumes
         returned: bool = check(self, tp)
         return returned
 
     @functools.wraps(backoff)
     def calculate_backoff(self: Any) -> float:
-        assignment = self._assignment
-        if (
-            self._partition_records is not None
-            and assignment.active
-            and assignment.state_value(self._topic_partition).paused
-        ):
+        if _paused_state(self) is not None:
             return 0  # kept for a resume: no reason to hold the broker's other fetches
         wait: float = backoff(self)
         return wait
