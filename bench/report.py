@@ -238,6 +238,12 @@ def render(report: dict[str, Any]) -> str:
                 f"itself costs): {_n(zc['rate_vs_validating_baseline'], 2)}x the rate, "
                 f"{_n(zc['cpu_window_vs_validating_baseline'], 2)}x the CPU per event"
             )
+        if "validating_rate_vs_baseline" in zc:
+            lines.append(
+                "  baseline validating the contract / baseline: "
+                f"{_n(zc['validating_rate_vs_baseline'], 2)}x the rate (validation alone; "
+                "the ceiling of any consumer that validates every event, on this machine)"
+            )
     lines += _comparison_lines(comparison(r))
     for key, label in (("memory_small", "small"), ("memory_large", "large")):
         if key in r:

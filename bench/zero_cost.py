@@ -176,6 +176,9 @@ async def zero_cost(
         "cpu_window_vs_validating_baseline": _median_ratio(
             indexers, validating, "cpu_window_us_per_event"
         ),
+        # what validating every event costs a consumer that does nothing else: the highest
+        # rate ratio to the baseline that any consumer keeping the contract could show here
+        "validating_rate_vs_baseline": _median_ratio(validating, baselines, "events_per_s"),
     }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.report import _comparison_lines, comparison
+from bench.report import _comparison_lines, comparison, render
 
 RUN = {
     "events_per_s": 1000.0,
@@ -59,3 +59,28 @@ def test_a_skipped_system_is_named_once_with_its_reason() -> None:
             "not_run": "node or npm is not installed",
         }
     ]
+
+
+def test_the_zero_cost_section_names_what_validation_alone_leaves_of_the_rate() -> None:
+    zero_cost = {
+        "records": 10,
+        "pairs": 3,
+        "indexer": RUN,
+        "baseline": RUN,
+        "validating_baseline": RUN,
+        "rate_vs_baseline": 0.58,
+        "cpu_window_vs_baseline": 1.59,
+        "rate_vs_validating_baseline": 0.74,
+        "cpu_window_vs_validating_baseline": 1.36,
+        "validating_rate_vs_baseline": 0.78,
+    }
+    text = render(
+        {
+            "run_id": "x",
+            "config": {"mode": "quick"},
+            "results": {"zero_cost": zero_cost},
+            "verdicts": [],
+            "machine": {"cpus": 2, "cpu_model": "x", "memory_gib": 1, "python": "3.11"},
+        }
+    )
+    assert "baseline validating the contract / baseline: 0.78x the rate" in text
