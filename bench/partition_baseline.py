@@ -11,18 +11,28 @@ value is validated by the indexer's own hot-path validator (`SPARSE_EVENT_DICT_V
 the models compiled to dicts) instead of parsed by orjson, and invalid records are skipped
 (counted, not dead-lettered). That is the cheapest consumer doing the indexer's job minus
 coalescing, dead letters, retries, offset tracking and metrics, so the indexer's gap to it
-is what the pipeline itself costs. It
-prints one JSON line: records, events/s, documents and requests sent, and CPU µs/event from
-its first fetch until every record is committed, and CPU over its whole life.
+is what the pipeline itself costs.
+
+With `--processes N` the validation (and the body) of each partition batch runs in a pool of
+N worker processes, every partition of a `getmany()` at once, and the batches' offsets are
+committed together once all are written: what a validating consumer gains by spreading the
+validator over the machine's cores. Its CPU is that of all its processes.
+
+It prints one JSON line: records, events/s, documents and requests sent, and CPU µs/event
+from its first fetch until every record is committed, and CPU over its whole life.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
+import os
 import resource
 import sys
 import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +51,25 @@ _NDJSON = {"Content-Type": "application/x-ndjson"}
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (a pool worker: rusage sees it only once
+    it has exited)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    """CPU of this process's live multiprocessing children (the pool's workers)."""
+    return sum(process_cpu_s(child.pid) for child in multiprocessing.active_children() if child.pid)
+
+
+def _whole_life_cpu_s() -> float:
+    """This process's CPU and that of its children that have exited (the pool, shut down)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return _cpu_s() + children.ru_utime + children.ru_stime
 
 
 def _peak_rss_mib() -> float:
@@ -112,9 +141,48 @@ def bulk_body(index: str, values: list[bytes | None], indexed_at: str) -> tuple[
     return b"\n".join(lines) + b"\n", items
 
 
+async def _post(http: aiohttp.ClientSession, url: str, body: bytes) -> None:
+    async with http.post(url, data=body, headers=_NDJSON) as response:
+        answer = orjson.loads(await response.read())
+    if response.status != 200 or answer.get("errors"):
+        raise RuntimeError(f"bulk failed: HTTP {response.status}")
+
+
+#: makes one partition batch's body: (values, indexed_at) -> (body, items, invalid)
+BodyMaker = Callable[[list[bytes | None], str], Awaitable[tuple[bytes, int, int]]]
+
+
+def _body_maker(index: str, validate: bool, pool: ProcessPoolExecutor | None) -> BodyMaker:
+    async def in_pool(values: list[bytes | None], indexed_at: str) -> tuple[bytes, int, int]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(pool, validated_bulk_body, values, indexed_at)
+
+    async def here(values: list[bytes | None], indexed_at: str) -> tuple[bytes, int, int]:
+        if validate:
+            return validated_bulk_body(values, indexed_at)
+        return (*bulk_body(index, values, indexed_at), 0)
+
+    return in_pool if pool is not None else here
+
+
 async def run(
-    bootstrap: str, topic: str, group_id: str, url: str, index: str, total: int, *, validate: bool
+    bootstrap: str,
+    topic: str,
+    group_id: str,
+    url: str,
+    index: str,
+    total: int,
+    *,
+    validate: bool,
+    processes: int = 0,
 ) -> Any:
+    # the pool's workers are forked before the consumer starts anything
+    pool = ProcessPoolExecutor(max_workers=processes) if processes else None
+    if pool is not None:
+        await asyncio.gather(
+            *(asyncio.get_running_loop().run_in_executor(pool, os.getpid) for _ in range(4))
+        )
+    make_body = _body_maker(index, validate, pool)
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -127,42 +195,53 @@ async def run(
     done = documents = requests = invalid = 0
     started = cpu_started = 0.0
     bulk_url = f"{url}/{index}/_bulk"
+
     try:
         async with aiohttp.ClientSession() as http:
+
+            async def write(records: list[Any]) -> None:
+                nonlocal documents, requests, invalid
+                body, items, refused = await make_body(
+                    [r.value for r in records], datetime.now(UTC).isoformat()
+                )
+                invalid += refused
+                if items:
+                    await _post(http, bulk_url, body)
+                    documents += items
+                    requests += 1
+
             while done < total:
                 batches = await consumer.getmany(timeout_ms=500)
                 if batches and not started:
-                    started, cpu_started = time.perf_counter(), _cpu_s()
+                    started, cpu_started = time.perf_counter(), _cpu_s() + _children_cpu_s()
+                if pool is not None:  # every partition's batch at once, then one commit
+                    await asyncio.gather(*(write(records) for records in batches.values()))
+                    if batches:
+                        await consumer.commit(
+                            {tp: records[-1].offset + 1 for tp, records in batches.items()}
+                        )
+                        done += sum(len(records) for records in batches.values())
+                    continue
                 for tp, records in batches.items():
-                    indexed_at = datetime.now(UTC).isoformat()
-                    values = [r.value for r in records]
-                    if validate:
-                        body, items, refused = validated_bulk_body(values, indexed_at)
-                        invalid += refused
-                    else:
-                        body, items = bulk_body(index, values, indexed_at)
-                    if items:
-                        async with http.post(bulk_url, data=body, headers=_NDJSON) as response:
-                            answer = orjson.loads(await response.read())
-                        if response.status != 200 or answer.get("errors"):
-                            raise RuntimeError(f"bulk failed: HTTP {response.status}")
-                        documents += items
-                        requests += 1
+                    await write(records)
                     await consumer.commit({tp: records[-1].offset + 1})
                     done += len(records)
             seconds = time.perf_counter() - started
-            cpu = _cpu_s() - cpu_started
+            cpu = _cpu_s() + _children_cpu_s() - cpu_started
     finally:
         await consumer.stop()
+        if pool is not None:
+            pool.shutdown()
     return {
         "records": done,
+        "processes": processes,
         "seconds": round(seconds, 3),
         "events_per_s": round(done / seconds, 1),
         "documents_sent": documents,
         "invalid_skipped": invalid,
         "bulk_requests": requests,
         "cpu_window_us_per_event": round(cpu * 1e6 / max(1, done), 2),
-        "cpu_us_per_event": round(_cpu_s() * 1e6 / max(1, done), 2),
+        "cpu_us_per_event": round(_whole_life_cpu_s() * 1e6 / max(1, done), 2),
         "max_rss_mib": _peak_rss_mib(),
     }
 
@@ -175,9 +254,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--validate", action="store_true", help="validate each value against the contract"
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="validate (implies --validate) in a pool of this many worker processes",
+    )
     a = parser.parse_args(argv)
     result = asyncio.run(
-        run(a.bootstrap, a.topic, a.group_id, a.url, a.index, a.records, validate=a.validate)
+        run(
+            a.bootstrap,
+            a.topic,
+            a.group_id,
+            a.url,
+            a.index,
+            a.records,
+            validate=a.validate or a.processes > 0,
+            processes=a.processes,
+        )
     )
     print(orjson.dumps(result).decode(), flush=True)
     return 0

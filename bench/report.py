@@ -219,6 +219,9 @@ def render(report: dict[str, Any]) -> str:
         runs = [("stream-indexer", zc["indexer"]), ("per-partition", zc["baseline"])]
         if "validating_baseline" in zc:
             runs.append(("+ validation", zc["validating_baseline"]))
+        if "pooled_validating_baseline" in zc:
+            pooled = zc["pooled_validating_baseline"]
+            runs.append((f"+ in {pooled.get('processes')} procs", pooled))
         for name, item in runs:
             low, high = item.get("events_per_s_range", [item["events_per_s"]] * 2)
             lines.append(
@@ -243,6 +246,13 @@ def render(report: dict[str, Any]) -> str:
                 "  baseline validating the contract / baseline: "
                 f"{_n(zc['validating_rate_vs_baseline'], 2)}x the rate (validation alone; "
                 "the ceiling of any consumer that validates every event, on this machine)"
+            )
+        if "pooled_validating_rate_vs_baseline" in zc:
+            lines.append(
+                "  the same validating in a pool of worker processes / baseline: "
+                f"{_n(zc['pooled_validating_rate_vs_baseline'], 2)}x the rate, "
+                f"{_n(zc['pooled_validating_cpu_vs_baseline'], 2)}x the CPU per event "
+                "(all its processes)"
             )
     lines += _comparison_lines(comparison(r))
     for key, label in (("memory_small", "small"), ("memory_large", "large")):
@@ -396,6 +406,15 @@ def comparison(r: dict[str, Any]) -> list[dict[str, Any]]:
                     "per-partition baseline + validation",
                     "zero-cost",
                     r["zero_cost"]["validating_baseline"],
+                )
+            )
+        if "pooled_validating_baseline" in r["zero_cost"]:
+            pooled = r["zero_cost"]["pooled_validating_baseline"]
+            rows.append(
+                _row(
+                    f"per-partition + validation, {pooled.get('processes')} processes",
+                    "zero-cost",
+                    pooled,
                 )
             )
     for key, label in EXTERNAL:

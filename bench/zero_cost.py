@@ -28,6 +28,8 @@ from stream_indexer.devtools.devstack import StackEndpoints
 from stream_indexer.devtools.devstack._proc import free_port
 
 READY_TIMEOUT_S = 30.0
+#: the pooled validating baseline's worker processes: one per core
+POOL_PROCESSES = os.cpu_count() or 1
 
 
 async def start_sink(
@@ -59,10 +61,13 @@ async def run_baseline(
     group_id: str,
     index: str,
     validate: bool = False,
+    processes: int = 0,
 ) -> dict[str, Any]:
     command = [sys.executable, "-m", "bench.partition_baseline"]
     if validate:
         command.append("--validate")
+    if processes:
+        command += ["--processes", str(processes)]
     command += ["--bootstrap", endpoints.kafka_bootstrap, "--topic", topic.name]
     command += ["--group-id", group_id, "--url", url, "--index", index]
     command += ["--records", str(topic.records)]
@@ -116,14 +121,16 @@ async def zero_cost(
     extra_env: dict[str, str] | None = None,
     profile_out: Path | None = None,
 ) -> dict[str, Any]:
-    """`pairs` x (indexer, baseline, validating baseline) over `topic`, each through its own
-    consumer group, all against one zero-cost sink. On a shared 2-core machine one run of
-    either swings by a third, so the figures compared are medians over alternated runs (the
-    first indexer run is the profiled one when `profile_out` is given)."""
+    """`pairs` x (indexer, baseline, validating baseline, the same validating in a pool of
+    one process per core) over `topic`, each through its own consumer group, all against one
+    zero-cost sink. On a shared 2-core machine one run of either swings by a third, so the
+    figures compared are medians over alternated runs (the first indexer run is the profiled
+    one when `profile_out` is given)."""
     sink, url = await start_sink(logs / "zero-cost-sink.log")
     indexers: list[dict[str, Any]] = []
     baselines: list[dict[str, Any]] = []
     validating: list[dict[str, Any]] = []
+    pooled: list[dict[str, Any]] = []
     try:
         for pair in range(pairs):
             counted = fetch_bytes_file(f"{rid}-zc-indexer-{pair}.fetched.json")
@@ -156,6 +163,17 @@ async def zero_cost(
                     validate=True,
                 )
             )
+            pooled.append(
+                await run_baseline(
+                    endpoints,
+                    topic,
+                    url,
+                    group_id=f"bench-{rid}-zc-pooled-{pair}",
+                    index=f"bench-{rid}-zc-pooled-{pair}",
+                    validate=True,
+                    processes=POOL_PROCESSES,
+                )
+            )
     finally:
         sink.terminate()
         await sink.wait()
@@ -169,6 +187,8 @@ async def zero_cost(
         "indexer_runs": indexers,
         "baseline_runs": baselines,
         "validating_baseline_runs": validating,
+        "pooled_validating_baseline": _median_run(pooled),
+        "pooled_validating_baseline_runs": pooled,
         # medians of the rounds' ratios: each round ran back to back, under the same load
         "rate_vs_baseline": _median_ratio(indexers, baselines, "events_per_s"),
         "cpu_window_vs_baseline": _median_ratio(indexers, baselines, "cpu_window_us_per_event"),
@@ -179,6 +199,11 @@ async def zero_cost(
         # what validating every event costs a consumer that does nothing else: the highest
         # rate ratio to the baseline that any consumer keeping the contract could show here
         "validating_rate_vs_baseline": _median_ratio(validating, baselines, "events_per_s"),
+        # the same with the validator spread over the machine's cores (CPU of all processes)
+        "pooled_validating_rate_vs_baseline": _median_ratio(pooled, baselines, "events_per_s"),
+        "pooled_validating_cpu_vs_baseline": _median_ratio(
+            pooled, baselines, "cpu_window_us_per_event"
+        ),
     }
 
 

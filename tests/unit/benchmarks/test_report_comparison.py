@@ -73,6 +73,9 @@ def test_the_zero_cost_section_names_what_validation_alone_leaves_of_the_rate() 
         "rate_vs_validating_baseline": 0.74,
         "cpu_window_vs_validating_baseline": 1.36,
         "validating_rate_vs_baseline": 0.78,
+        "pooled_validating_baseline": {**RUN, "processes": 2},
+        "pooled_validating_rate_vs_baseline": 0.95,
+        "pooled_validating_cpu_vs_baseline": 1.62,
     }
     text = render(
         {
@@ -84,3 +87,5 @@ def test_the_zero_cost_section_names_what_validation_alone_leaves_of_the_rate() 
         }
     )
     assert "baseline validating the contract / baseline: 0.78x the rate" in text
+    assert "+ in 2 procs" in text
+    assert "pool of worker processes / baseline: 0.95x the rate, 1.62x the CPU" in text
