@@ -35,7 +35,8 @@ import orjson
 
 from bench import osadmin, report
 from bench.index_check import index_check
-from bench.indexer_proc import SAMPLE_EVERY_S, STOP_TIMEOUT_S, OffsetReader, _reap, read_proc
+from bench.indexer_proc import SAMPLE_EVERY_S, STOP_TIMEOUT_S, OffsetReader, _reap
+from bench.procstat import read_proc
 from bench.workload import ProducedTopic
 from bench.zero_cost import start_sink
 from stream_indexer.devtools.demo import DemoPlan

@@ -30,6 +30,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench import profile
+from bench.procstat import read_proc
 from bench.workload import ProducedTopic
 from stream_indexer.devtools.devstack import StackEndpoints
 from stream_indexer.devtools.devstack._proc import free_port
@@ -37,8 +38,6 @@ from stream_indexer.devtools.devstack._proc import free_port
 SAMPLE_EVERY_S = 0.1
 SCRAPE_EVERY_TICKS = 10
 STOP_TIMEOUT_S = 60.0
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-_MEMORY = ("VmRSS:", "VmHWM:")
 
 
 @dataclass
@@ -92,19 +91,6 @@ def spawn(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-
-
-def read_proc(pid: int) -> tuple[float, int, int]:
-    """(CPU seconds user+sys, RSS KiB, peak RSS KiB) of a live process; zeros once gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0, 0, 0
-    fields = stat.rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / _CLK_TCK
-    memory = {line[:6]: int(line.split()[1]) for line in status.splitlines() if line[:6] in _MEMORY}
-    return cpu, memory.get("VmRSS:", 0), memory.get("VmHWM:", 0)
 
 
 def parse_metrics(text: str, sample: Sample) -> None:

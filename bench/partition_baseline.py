@@ -41,6 +41,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from pydantic_core import ValidationError
 
+from bench.procstat import read_proc
 from stream_indexer.event_dicts import SPARSE_EVENT_DICT_VALIDATOR
 from stream_indexer.opensearch.mapping import tombstone_document
 from stream_indexer.pipeline.event_dict import listing_document
@@ -53,17 +54,9 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a live process (a pool worker: rusage sees it only once
-    it has exited)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _children_cpu_s() -> float:
     """CPU of this process's live multiprocessing children (the pool's workers)."""
-    return sum(process_cpu_s(child.pid) for child in multiprocessing.active_children() if child.pid)
+    return sum(read_proc(child.pid)[0] for child in multiprocessing.active_children() if child.pid)
 
 
 def _whole_life_cpu_s() -> float:

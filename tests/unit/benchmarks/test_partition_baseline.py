@@ -9,7 +9,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import orjson
 
-from bench.partition_baseline import process_cpu_s, validated_bulk_body
+from bench.partition_baseline import validated_bulk_body
+from bench.procstat import read_proc
 from bench.workload import make_plan
 from stream_indexer.event_dicts import SPARSE_EVENT_DICT_VALIDATOR
 from stream_indexer.opensearch.bulk import build_body
@@ -57,9 +58,9 @@ def test_a_pool_worker_makes_the_same_body() -> None:
 
 def test_a_live_process_cpu_is_read_from_proc() -> None:
     """The pool's workers are alive while measured, so rusage cannot see their CPU yet."""
-    before = process_cpu_s(os.getpid())
+    before = read_proc(os.getpid())[0]
     sum(range(3_000_000))  # burn some CPU in this process
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    after = process_cpu_s(os.getpid())
+    after = read_proc(os.getpid())[0]
     assert after > before
     assert abs(after - (usage.ru_utime + usage.ru_stime)) < 0.1
