@@ -244,15 +244,15 @@ def render(report: dict[str, Any]) -> str:
         if "validating_rate_vs_baseline" in zc:
             lines.append(
                 "  baseline validating the contract / baseline: "
-                f"{_n(zc['validating_rate_vs_baseline'], 2)}x the rate (validation alone; "
-                "the ceiling of any consumer that validates every event, on this machine)"
+                f"{_n(zc['validating_rate_vs_baseline'], 2)}x the rate (what validating every "
+                "event alone leaves of it, in one process)"
             )
         if "pooled_validating_rate_vs_baseline" in zc:
             lines.append(
                 "  the same validating in a pool of worker processes / baseline: "
                 f"{_n(zc['pooled_validating_rate_vs_baseline'], 2)}x the rate, "
                 f"{_n(zc['pooled_validating_cpu_vs_baseline'], 2)}x the CPU per event "
-                "(all its processes)"
+                "(CPU of all its processes, RSS of the main one)"
             )
     lines += _comparison_lines(comparison(r))
     for key, label in (("memory_small", "small"), ("memory_large", "large")):
