@@ -196,8 +196,8 @@ async def zero_cost(
         "cpu_window_vs_validating_baseline": _median_ratio(
             indexers, validating, "cpu_window_us_per_event"
         ),
-        # what validating every event costs a consumer that does nothing else: the highest
-        # rate ratio to the baseline that any consumer keeping the contract could show here
+        # what validating every event, in one process, leaves of the baseline's rate (a
+        # consumer that does nothing else; the pool below spreads the same work over cores)
         "validating_rate_vs_baseline": _median_ratio(validating, baselines, "events_per_s"),
         # the same with the validator spread over the machine's cores (CPU of all processes)
         "pooled_validating_rate_vs_baseline": _median_ratio(pooled, baselines, "events_per_s"),
